@@ -1,0 +1,40 @@
+# make demo: create .venv if needed, install, run the whole workflow on the synthetic default, write the report.
+# make test: create .venv if needed, install, run the test suite (slow end-to-end tests included).
+
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: demo test test-fast install lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,slurm]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	snakemake --cores $(CORES)
+	snakemake --cores $(CORES) --report results/report.html
+	@echo "Report: $(abspath results/report.html)"
+
+test: install
+	python -m pytest -q
+
+test-fast: install
+	python -m pytest -q -m "not slow"
+
+lint: install
+	ruff check src tests bench resources
+	snakemake --lint
+
+bench: install
+	python bench/preprocess.py
+
+clean:
+	rm -rf results/* .snakemake
+	touch results/.gitkeep

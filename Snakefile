@@ -1,0 +1,24 @@
+# adtransfer: two-stage transfer learning (ImageNet -> FDG PET -> ECD SPECT) for Alzheimer's disease.
+# This file only validates the config and includes one rule file per stage; the logic is in src/adtransfer.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/cohort.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/cache.smk"
+
+
+rule all:
+    input:
+        expand("results/cache/{cohort}.h5", cohort=COHORTS),
+    default_target: True

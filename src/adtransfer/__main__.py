@@ -1,0 +1,5 @@
+import sys
+
+from adtransfer.cli import main
+
+sys.exit(main())

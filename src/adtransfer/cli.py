@@ -1,0 +1,203 @@
+"""Command line: `adtransfer <step> ...`. The Snakemake rules call these same entry points.
+
+Imports are lazy, per subcommand: steps that do not train must not pay for TensorFlow (or pandas, nipype)
+when they do not need them. Bad input ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from adtransfer.errors import InputError
+
+log = logging.getLogger("adtransfer")
+
+MODALITY_ALIASES = {"fdg": "fdg_pet", "fdg_pet": "fdg_pet", "ecd": "ecd_spect", "ecd_spect": "ecd_spect"}
+
+
+def _modality(value: str) -> str:
+    try:
+        return MODALITY_ALIASES[value.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"unknown modality '{value}' (fdg or ecd)") from None
+
+
+def _triple(kind: type) -> Callable[[str], tuple]:
+    def parse(value: str) -> tuple:
+        parts = value.replace(",", "x").split("x")
+        if len(parts) != 3:
+            raise argparse.ArgumentTypeError(f"expected three numbers like 95x95x48, got '{value}'")
+        return tuple(kind(p) for p in parts)
+
+    return parse
+
+
+# --- subcommands ---------------------------------------------------------------------------------------
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from adtransfer.synth import CohortSpec, generate_cohort
+
+    spec = CohortSpec.from_config(args.name, args.modality, json.loads(args.spec), args.seed)
+    people = generate_cohort(spec, args.out, workers=args.threads)
+    counts = people["diagnosis"].value_counts().to_dict()
+    log.info(
+        "synthetic cohort %s (%s): %d subjects %s -> %s",
+        args.name,
+        args.modality,
+        len(people),
+        counts,
+        args.out,
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from adtransfer.cohort import validate_cohort
+    from adtransfer.io import atomic_output
+
+    df = validate_cohort(args.table, classify=args.classify, check_scans=not args.table_only)
+    counts = ", ".join(f"{k} {v}" for k, v in df["diagnosis"].value_counts().items())
+    what = "table" if args.table_only else "cohort"
+    print(
+        f"{args.table}: valid {what}{' (' + args.modality + ')' if args.modality else ''}: "
+        f"{len(df)} subjects ({counts})"
+    )
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            df.drop(columns="row").to_csv(tmp, sep="\t", index=False)
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from adtransfer.grid import Grid
+    from adtransfer.preprocess import PreprocParams, preprocess_subject
+    from adtransfer.templates import MNI_2MM
+
+    params = PreprocParams(
+        modality=args.modality,
+        crop_grid=Grid(args.crop_shape, MNI_2MM.voxel_mm, args.crop_origin),
+        reference=args.reference,
+        interpolation=args.interpolation,
+        space=args.space,
+    )
+    preprocess_subject(
+        args.input, args.output, params, subject=args.subject, qc_png=args.qc, sidecar=args.sidecar
+    )
+    log.info("preprocessed %s -> %s", args.input, args.output)
+
+
+def cmd_cache(args: argparse.Namespace) -> None:
+    from adtransfer.cache import build_cache
+
+    build_cache(
+        args.table,
+        args.preproc_dir,
+        args.output,
+        size=args.size,
+        modality=args.modality,
+        cohort=args.cohort,
+        workers=args.threads,
+    )
+    log.info("wrote %s", args.output)
+
+
+# --- parser --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from adtransfer import __version__
+
+    parser = argparse.ArgumentParser(prog="adtransfer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"adtransfer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
+
+    def add(name: str, func: Callable, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--log", help="also write messages to this log file")
+        return p
+
+    p = add(
+        "synth", cmd_synth, "Generate a synthetic cohort (participants.tsv + NIfTI scans + ground truth)."
+    )
+    p.add_argument("--name", required=True, help="cohort name; subject ids are NAME0001, NAME0002, ...")
+    p.add_argument("--modality", type=_modality, required=True, help="fdg or ecd")
+    p.add_argument("--spec", default="{}", help="JSON object: n_ad, n_nc, n_mci and optional model settings")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threads", type=int, default=1)
+
+    p = add("validate", cmd_validate, "Check a participants table (TSV, CSV or BIDS root) and its scans.")
+    p.add_argument("table", help="participants table (.tsv/.csv) or a BIDS dataset root")
+    p.add_argument("--modality", type=_modality, help="fdg or ecd (recorded in the message)")
+    p.add_argument(
+        "--no-classify", dest="classify", action="store_false", help="do not require both AD and NC subjects"
+    )
+    p.add_argument("--table-only", action="store_true", help="check the table and file names, open no scan")
+    p.add_argument("--out", help="write the normalized table (absolute paths, sha256 per scan) here")
+
+    p = add(
+        "preprocess", cmd_preprocess, "Preprocess one MNI-space scan: reorient, resample, normalize, crop."
+    )
+    p.add_argument("--input", required=True, help="the subject's NIfTI scan")
+    p.add_argument("--output", required=True, help="preprocessed volume (.nii.gz)")
+    p.add_argument("--modality", type=_modality, required=True)
+    p.add_argument("--subject", default="", help="subject id, for messages and the sidecar")
+    p.add_argument("--crop-shape", type=_triple(int), default=(95, 95, 48))
+    p.add_argument(
+        "--crop-origin",
+        type=_triple(float),
+        default=(-94.0, -112.0, -36.0),
+        help="MNI mm of the crop's first voxel centre",
+    )
+    p.add_argument(
+        "--reference", default="brain", choices=["brain", "cerebellum"], help="FDG intensity reference region"
+    )
+    p.add_argument("--interpolation", type=int, default=1, help="spline order for resampling")
+    p.add_argument("--space", default="mni", choices=["mni", "native"])
+    p.add_argument("--qc", help="QC PNG of the mosaics")
+    p.add_argument("--sidecar", help="JSON sidecar with input sha256, parameters and statistics")
+
+    p = add("cache", cmd_cache, "Gather preprocessed volumes of a cohort into an HDF5 mosaic cache.")
+    p.add_argument("--table", required=True, help="validated cohort table (from `adtransfer validate --out`)")
+    p.add_argument("--preproc-dir", required=True, help="folder with SUBJECT.nii.gz and SUBJECT.json")
+    p.add_argument("--output", required=True, help="the .h5 cache")
+    p.add_argument("--size", type=int, required=True, help="mosaic size in pixels (multiple of 4)")
+    p.add_argument("--modality", type=_modality, required=True)
+    p.add_argument("--cohort", required=True, help="cohort name")
+    p.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def _setup_logging(logfile: str | None) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    root = logging.getLogger("adtransfer")
+    root.setLevel(logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(console)
+    if logfile:
+        from pathlib import Path
+
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(logfile, mode="a")
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log)
+    try:
+        args.func(args)
+    except InputError as exc:
+        log.error("error: %s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Reading scans with the checks of the input contract, and writing outputs atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from adtransfer.errors import InputError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def load_volume(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
+    """Load a 3D NIfTI scan (a 4D file with one volume is squeezed), checking the input contract.
+
+    Returns an image with float32 data (scl_slope/scl_inter honoured) and the file's affine.
+    Raises InputError naming the file (and `who`, e.g. "subject sub-01") for every defect.
+    """
+    path = Path(path)
+    where = f"{path}" + (f" ({who})" if who else "")
+    if not path.exists():
+        raise InputError(f"{where}: scan file does not exist")
+    if not path.is_file():
+        raise InputError(f"{where}: scan path is not a file")
+    if not is_nifti_path(path):
+        raise InputError(f"{where}: not a NIfTI file (expected .nii or .nii.gz)")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for broken files
+        raise InputError(f"{where}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise InputError(f"{where}: not a NIfTI-1/2 image ({type(img).__name__})")
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    elif len(shape) == 4:
+        raise InputError(f"{where}: 4D image with {shape[3]} volumes; expected one 3D volume")
+    if len(shape) != 3:
+        raise InputError(f"{where}: {len(img.shape)}D image of shape {img.shape}; expected a 3D volume")
+    if min(shape) < 2:
+        raise InputError(f"{where}: image of shape {img.shape} is not a 3D volume (a dimension of size 1)")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except Exception as exc:  # truncated gzip, short file, ...
+        raise InputError(
+            f"{where}: cannot read image data, file truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from None
+    check_voxels(data, where)
+    affine = img.affine
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        raise InputError(f"{where}: invalid (singular or non-finite) voxel-to-world affine")
+    out = nib.Nifti1Image(data, affine)
+    out.header.set_xyzt_units("mm")
+    return out
+
+
+def check_voxels(data: np.ndarray, where: str) -> None:
+    n_bad = int(np.count_nonzero(~np.isfinite(data)))
+    if n_bad:
+        raise InputError(f"{where}: {n_bad} voxels are NaN or Inf")
+    if not np.any(data):
+        raise InputError(f"{where}: all voxels are zero (empty image)")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A crash or an error leaves no half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # keep the full suffix (.nii.gz, .h5) so libraries infer the format from the temporary name
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> None:
+    with atomic_output(path) as tmp:
+        nib.save(img, str(tmp))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,263 @@
+"""Per-subject preprocessing of a scan already in MNI space, as a nipype workflow.
+
+    reorient (validate, RAS+) -> resample onto the 2 mm MNI grid -> normalize intensity -> crop -> export
+                                                                                                 \\-> QC
+
+Each step is a small nipype interface around a plain function, so a registration node for native-space
+scans slots in between `reorient` and `resample` later. Intensity: FDG is divided by its mean uptake in a
+reference region (whole brain by default, as ADNI's "normalized to global brain uptake"); ECD is z-scored
+within the brain (mean 0, SD 1), as the paper. The crop keeps 95x95x48 voxels (see config `crop`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
+
+from adtransfer import __version__
+from adtransfer.errors import InputError
+from adtransfer.grid import Grid, crop
+from adtransfer.io import load_volume, save_nifti, sha256_file, write_text
+from adtransfer.templates import MNI_2MM, load_templates
+
+MODALITIES = ("fdg_pet", "ecd_spect")
+# AAL3 name prefixes usable as FDG reference regions besides the whole brain
+REFERENCE_REGIONS = {"brain": None, "cerebellum": ["Cerebellum_", "Vermis_"]}
+MIN_BRAIN_COVERAGE = 0.5
+
+
+@dataclass(frozen=True)
+class PreprocParams:
+    modality: str
+    crop_grid: Grid
+    reference: str = "brain"  # FDG intensity reference: brain | cerebellum
+    interpolation: int = 1  # spline order for resampling (1 = trilinear)
+    space: str = "mni"
+
+    def digest(self) -> str:
+        """Hash of everything that changes the output, for the cache's provenance."""
+        payload = json.dumps({**asdict(self), "version": __version__}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# --- the steps, as plain functions -------------------------------------------------------------------
+
+
+def reorient(img: nib.Nifti1Image) -> nib.Nifti1Image:
+    return nib.as_closest_canonical(img)
+
+
+def resample_to_mni(img: nib.Nifti1Image, grid: Grid = MNI_2MM, order: int = 1) -> np.ndarray:
+    """Data on `grid`; scans already on it (ADNI's SPM grid) are taken as they are, without interpolation."""
+    if grid.matches(img.shape, img.affine):
+        return np.asarray(img.dataobj, dtype=np.float32)
+    from nibabel.processing import resample_from_to  # scipy.ndimage: imported only when needed
+
+    out = resample_from_to(img, (grid.shape, grid.affine), order=order, mode="constant", cval=0.0)
+    return np.asarray(out.dataobj, dtype=np.float32)
+
+
+def normalize_intensity(
+    data: np.ndarray, modality: str, reference: str = "brain", who: str = ""
+) -> np.ndarray:
+    t = load_templates()
+    brain = t.brain_mask
+    inside = data[brain]
+    coverage = np.count_nonzero(inside > 0) / inside.size
+    if coverage < MIN_BRAIN_COVERAGE:
+        raise InputError(
+            f"{who}: only {coverage:.0%} of the MNI brain mask has signal (empty brain); "
+            "is the scan in MNI space (config `space: mni`)?"
+        )
+    if modality == "fdg_pet":
+        ref = brain if REFERENCE_REGIONS[reference] is None else t.region_mask(REFERENCE_REGIONS[reference])
+        mean = float(data[ref].mean())
+        if mean <= 0:
+            raise InputError(
+                f"{who}: mean uptake in the {reference} reference region is {mean:g}; "
+                "expected positive uptake"
+            )
+        return (data / mean).astype(np.float32)
+    if modality == "ecd_spect":
+        mean, sd = float(inside.mean()), float(inside.std())
+        if sd <= 0:
+            raise InputError(f"{who}: constant intensity inside the brain; cannot z-score")
+        return ((data - mean) / sd).astype(np.float32)
+    raise ValueError(f"unknown modality {modality!r}")
+
+
+# --- nipype interfaces around them --------------------------------------------------------------------
+# (module level, so that nipype can pickle them into crash files)
+
+
+class _ImageIn(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    who = traits.Str("", usedefault=True, desc="subject and table row, for error messages")
+
+
+class _ImageOut(TraitedSpec):
+    out_file = File(exists=True)
+
+
+def _save(data: np.ndarray, affine: np.ndarray, name: str) -> str:
+    path = os.path.abspath(name)
+    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), path)
+    return path
+
+
+class Reorient(SimpleInterface):
+    """Load and check the scan (3D, finite, non-empty, scaling honoured), reorient to RAS+."""
+
+    input_spec = _ImageIn
+    output_spec = _ImageOut
+
+    def _run_interface(self, runtime):
+        img = reorient(load_volume(self.inputs.in_file, who=self.inputs.who))
+        self._results["out_file"] = _save(np.asarray(img.dataobj), img.affine, "reoriented.nii")
+        return runtime
+
+
+class _ResampleIn(_ImageIn):
+    order = traits.Int(1, usedefault=True)
+
+
+class Resample(SimpleInterface):
+    """Resample onto the 2 mm MNI grid through the affine."""
+
+    input_spec = _ResampleIn
+    output_spec = _ImageOut
+
+    def _run_interface(self, runtime):
+        data = resample_to_mni(nib.load(self.inputs.in_file), MNI_2MM, self.inputs.order)
+        self._results["out_file"] = _save(data, MNI_2MM.affine, "mni.nii")
+        return runtime
+
+
+class _NormalizeIn(_ImageIn):
+    modality = traits.Enum(*MODALITIES, mandatory=True)
+    reference = traits.Enum(*REFERENCE_REGIONS, usedefault=True)
+
+
+class Normalize(SimpleInterface):
+    """FDG: divide by mean uptake in the reference region; ECD: z-score within the brain."""
+
+    input_spec = _NormalizeIn
+    output_spec = _ImageOut
+
+    def _run_interface(self, runtime):
+        data = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
+        out = normalize_intensity(data, self.inputs.modality, self.inputs.reference, self.inputs.who)
+        self._results["out_file"] = _save(out, MNI_2MM.affine, "normalized.nii")
+        return runtime
+
+
+class _CropIn(_ImageIn):
+    crop_shape = traits.Tuple(traits.Int, traits.Int, traits.Int, mandatory=True)
+    crop_origin_mm = traits.Tuple(traits.Float, traits.Float, traits.Float, mandatory=True)
+
+
+class Crop(SimpleInterface):
+    """Cut the 95x95x48 box (padding outside the MNI grid with 0)."""
+
+    input_spec = _CropIn
+    output_spec = _ImageOut
+
+    def _run_interface(self, runtime):
+        box = Grid(self.inputs.crop_shape, MNI_2MM.voxel_mm, self.inputs.crop_origin_mm)
+        data = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
+        self._results["out_file"] = _save(crop(data, MNI_2MM, box), box.affine, "cropped.nii")
+        return runtime
+
+
+def build_workflow(params: PreprocParams, in_file: str, who: str, base_dir: str):
+    """The nipype workflow for one scan; the last node's out_file is the preprocessed volume."""
+    from nipype import Node, Workflow
+
+    if params.space != "mni":
+        raise InputError(
+            f"space '{params.space}' needs a registration step that is not implemented yet; "
+            "provide scans already normalized to MNI space (space: mni)"
+        )
+    wf = Workflow(name="preprocess", base_dir=base_dir)
+    reorient_node = Node(Reorient(in_file=os.path.abspath(in_file), who=who), name="reorient")
+    resample_node = Node(Resample(order=params.interpolation, who=who), name="resample")
+    normalize_node = Node(
+        Normalize(modality=params.modality, reference=params.reference, who=who), name="normalize"
+    )
+    crop_node = Node(
+        Crop(crop_shape=params.crop_grid.shape, crop_origin_mm=params.crop_grid.origin_mm, who=who),
+        name="crop",
+    )
+    wf.connect(
+        [
+            (reorient_node, resample_node, [("out_file", "in_file")]),
+            (resample_node, normalize_node, [("out_file", "in_file")]),
+            (normalize_node, crop_node, [("out_file", "in_file")]),
+        ]
+    )
+    return wf
+
+
+def _run(wf) -> dict:
+    """Run a workflow in this process; return {node name: outputs}. Re-raise our InputError as itself."""
+    from nipype import config as nipype_config
+    from nipype.pipeline.engine.nodes import NodeExecutionError
+
+    nipype_config.set("execution", "crashdump_dir", wf.base_dir)
+    nipype_config.set("execution", "create_report", "false")
+    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        graph = wf.run(plugin="Linear", plugin_args={"stop_on_first_crash": True})
+    except NodeExecutionError as exc:
+        found = re.findall(r"InputError: (.+)", str(exc))
+        if found:
+            raise InputError(found[-1].strip()) from None
+        raise
+    return {node.name: node.result.outputs for node in graph.nodes()}
+
+
+def preprocess_subject(
+    in_file: str | os.PathLike,
+    out_file: str | os.PathLike,
+    params: PreprocParams,
+    subject: str = "",
+    qc_png: str | os.PathLike | None = None,
+    sidecar: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Run the workflow for one scan; write the cropped volume (and QC PNG, JSON sidecar) atomically."""
+    who = f"{in_file}" + (f" (subject {subject})" if subject else "")
+    with tempfile.TemporaryDirectory(prefix="adtransfer-preproc-") as work:
+        outputs = _run(build_workflow(params, str(in_file), who, work))
+        cropped = nib.load(outputs["crop"].out_file)
+        data = np.asarray(cropped.dataobj, dtype=np.float32)
+    img = nib.Nifti1Image(data, params.crop_grid.affine)
+    img.header.set_xyzt_units("mm")
+    img.header["descrip"] = f"adtransfer {params.modality} preprocessed"
+    save_nifti(img, out_file)
+    if qc_png:
+        from adtransfer.plots import qc_mosaic_png
+
+        qc_mosaic_png(data, qc_png, params.modality, title=subject or Path(in_file).name)
+    if sidecar:
+        meta = {
+            "subject_id": subject,
+            "input": str(in_file),
+            "input_sha256": sha256_file(in_file),
+            "params": {**asdict(params), "crop_grid": asdict(params.crop_grid)},
+            "params_hash": params.digest(),
+            "adtransfer": __version__,
+            "stats": {"min": float(data.min()), "max": float(data.max()), "mean": float(data.mean())},
+        }
+        write_text(sidecar, json.dumps(meta, indent=2, default=str) + "\n")
+    return data

@@ -1,0 +1,300 @@
+"""Synthetic FDG PET / ECD SPECT cohorts: the embedded default data.
+
+A cohort is written exactly as a user would provide one (participants.tsv + one NIfTI per subject, already
+in MNI space on the SPM 2 mm grid, as ADNI's SPM-normalized downloads are), so it takes the same code path
+as real data. Brains are built from MNI152 grey/white-matter templates; the AD pattern lowers uptake in the
+posterior cingulate, precuneus, parietal, temporal and hippocampal AAL3 regions in proportion to a
+per-subject severity; MCI subjects lie in between and MMSE falls with severity. Normal inter-subject regional
+variation, a smooth multiplicative field, site effects, global scaling, the modality's resolution and noise
+keep the task from being trivial. The ground truth (severity, altered regions, pattern map) is written beside.
+
+Every subject draws from its own stream of the cohort's seed, so the result does not depend on how many
+worker processes generate it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from adtransfer.io import atomic_output, save_nifti, write_text
+from adtransfer.templates import load_templates
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+# AAL3 name prefix -> weight of the AD reduction there (1 = the full effect). Hypometabolism/hypoperfusion
+# in AD is strongest in posterior cingulate and precuneus, then parietal and temporal association cortex,
+# then the medial temporal lobe.
+AD_REGIONS: dict[str, float] = {
+    "Cingulate_Post": 1.0,
+    "Precuneus": 0.9,
+    "Parietal_Inf": 0.8,
+    "Angular": 0.8,
+    "SupraMarginal": 0.5,
+    "Temporal_Mid": 0.7,
+    "Temporal_Inf": 0.7,
+    "Temporal_Pole": 0.4,
+    "Hippocampus": 0.6,
+    "ParaHippocampal": 0.6,
+}
+
+
+@dataclass(frozen=True)
+class Demographics:
+    age: tuple[float, float]  # mean, SD
+    female: float  # fraction
+
+
+@dataclass(frozen=True)
+class ModalityModel:
+    """How a modality looks: tissue contrast, resolution, noise, units, demographics of its cohort."""
+
+    wm_ratio: float  # white-matter uptake relative to grey matter
+    fwhm_mm: float
+    noise: float  # SD of voxel noise relative to local uptake
+    effect: float  # fractional uptake loss at AD weight 1 and severity 1
+    unit: float  # typical global mean in the file's units
+    demographics: dict[str, Demographics] = field(default_factory=dict)
+    n_sites: int = 4
+
+
+MODALITIES: dict[str, ModalityModel] = {
+    "fdg_pet": ModalityModel(
+        wm_ratio=0.35,
+        fwhm_mm=8.0,
+        noise=0.05,
+        effect=0.17,
+        unit=8000.0,
+        n_sites=5,
+        demographics={
+            "NC": Demographics((76.3, 5.8), 263 / 629),
+            "AD": Demographics((76.2, 7.5), 253 / 638),
+            "MCI": Demographics((75.9, 7.8), 236 / 654),
+        },
+    ),
+    "ecd_spect": ModalityModel(
+        wm_ratio=0.55,
+        fwhm_mm=14.0,
+        noise=0.06,
+        effect=0.18,
+        unit=300.0,
+        n_sites=4,
+        demographics={
+            "NC": Demographics((67.0, 8.5), 88 / 134),
+            "AD": Demographics((74.4, 7.0), 58 / 113),
+            "MCI": Demographics((71.0, 8.0), 0.55),
+        },
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    name: str
+    modality: str
+    n_ad: int
+    n_nc: int
+    n_mci: int = 0
+    seed: int = 0
+    fwhm_mm: float | None = None  # None: the modality's default
+    effect: float | None = None
+    noise: float | None = None
+    region_sd: float = 0.06  # normal inter-subject variation of regional uptake
+    field_sd: float = 0.05  # smooth multiplicative field (scanner/attenuation/normalization residue)
+    site_sd: float = 0.04  # per-site gradient amplitude
+    global_sd: float = 0.2  # log-SD of per-subject global scaling
+
+    @classmethod
+    def from_config(cls, name: str, modality: str, synthetic: dict, seed: int) -> CohortSpec:
+        keys = set(cls.__dataclass_fields__) - {"name", "modality", "seed"}
+        return cls(
+            name=name, modality=modality, seed=seed, **{k: v for k, v in synthetic.items() if k in keys}
+        )
+
+    @property
+    def model(self) -> ModalityModel:
+        return MODALITIES[self.modality]
+
+    @property
+    def n(self) -> int:
+        return self.n_ad + self.n_nc + self.n_mci
+
+    def stream(self, *keys: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), *keys])
+
+
+def subject_ids(name: str, n: int) -> list[str]:
+    """Subject ids of a synthetic cohort: known from the config alone, so the DAG needs no checkpoint."""
+    return [f"{name}{i:04d}" for i in range(1, n + 1)]
+
+
+def draw_participants(spec: CohortSpec) -> pd.DataFrame:
+    """Diagnosis, severity, MMSE, age, sex and site per subject (no images)."""
+    rng = spec.stream(0)
+    dx = np.array(["AD"] * spec.n_ad + ["NC"] * spec.n_nc + ["MCI"] * spec.n_mci)
+    dx = dx[rng.permutation(len(dx))]
+    severity = np.where(
+        dx == "AD",
+        rng.uniform(0.25, 1.0, len(dx)),
+        np.where(dx == "MCI", rng.uniform(0.0, 0.5, len(dx)), np.abs(rng.normal(0.0, 0.05, len(dx)))),
+    )
+    mmse = np.where(
+        dx == "AD",
+        29.0 - 14.0 * severity + rng.normal(0, 2.5, len(dx)),
+        np.where(
+            dx == "MCI",
+            28.0 - 4.0 * severity + rng.normal(0, 1.5, len(dx)),
+            29.0 - 5.0 * severity + rng.normal(0, 1.0, len(dx)),
+        ),
+    )
+    demo = spec.model.demographics
+    age = np.array([rng.normal(*demo[d].age) for d in dx]).clip(50, 95)
+    sex = np.where(rng.uniform(size=len(dx)) < np.array([demo[d].female for d in dx]), "F", "M")
+    site = np.array([f"S{s + 1:02d}" for s in rng.integers(0, spec.model.n_sites, len(dx))])
+    ids = subject_ids(spec.name, spec.n)
+    return pd.DataFrame(
+        {
+            "subject_id": ids,
+            "diagnosis": dx,
+            "mmse": np.clip(np.round(mmse), 0, 30).astype(int),
+            "age": np.round(age, 1),
+            "sex": sex,
+            "site": site,
+            "path": [f"scans/{s}.nii.gz" for s in ids],
+            "severity": np.round(severity, 4),
+        }
+    )
+
+
+def ad_pattern(templates=None, smooth_mm: float = 6.0) -> np.ndarray:
+    """The AD weight map on the MNI grid (0..1): AD_REGIONS painted from AAL3, softened at the edges."""
+    t = templates or load_templates()
+    w = np.zeros(t.atlas.shape, np.float32)
+    for prefix, weight in AD_REGIONS.items():
+        w[t.region_mask([prefix])] = weight
+    w = ndimage.gaussian_filter(w, smooth_mm * FWHM_TO_SIGMA / t.grid.voxel_mm)
+    return w * t.brain_mask
+
+
+class _Simulator:
+    """Per-process state: templates and the fixed maps every subject of a cohort shares."""
+
+    def __init__(self, spec: CohortSpec):
+        self.spec = spec
+        self.t = t = load_templates()
+        m = spec.model
+        self.fwhm = spec.fwhm_mm if spec.fwhm_mm is not None else m.fwhm_mm
+        self.effect = spec.effect if spec.effect is not None else m.effect
+        self.noise = spec.noise if spec.noise is not None else m.noise
+        csf = np.clip(1.0 - t.gm - t.wm, 0, 1) * t.brain_mask
+        head = ndimage.binary_dilation(t.brain_mask, iterations=5)
+        self.tissue = (t.gm + m.wm_ratio * t.wm + 0.08 * csf + 0.04 * (head & ~t.brain_mask)).astype(
+            np.float32
+        )
+        self.head = head
+        self.pattern = ad_pattern(t)
+        labels = np.unique(t.atlas)
+        self.label_index = np.searchsorted(labels, t.atlas)  # atlas label -> 0..R
+        self.n_labels = len(labels)
+        z = np.linspace(-1.0, 1.0, t.grid.shape[2], dtype=np.float32)
+        self.site_fields = {}
+        site_rng = spec.stream(1)
+        for s in range(m.n_sites):
+            gain = site_rng.normal(1.0, 0.1)
+            slope = site_rng.normal(0.0, spec.site_sd)
+            self.site_fields[f"S{s + 1:02d}"] = (gain * (1.0 + slope * z))[None, None, :].astype(np.float32)
+
+    def simulate(self, index: int, severity: float, site: str) -> np.ndarray:
+        spec, t = self.spec, self.t
+        rng = spec.stream(2, index)
+        lut = rng.normal(1.0, spec.region_sd, self.n_labels).astype(np.float32)
+        lut[0] = 1.0
+        regional = lut[self.label_index]
+        coarse = rng.normal(0.0, 1.0, (6, 7, 6))
+        smooth_field = ndimage.zoom(coarse, np.array(t.grid.shape) / coarse.shape, order=3)
+        smooth_field = 1.0 + spec.field_sd * smooth_field / (smooth_field.std() + 1e-6)
+        uptake = self.tissue * regional * (1.0 - self.effect * severity * self.pattern)
+        uptake *= smooth_field.astype(np.float32) * self.site_fields[site]
+        uptake = ndimage.gaussian_filter(uptake, self.fwhm * FWHM_TO_SIGMA / t.grid.voxel_mm)
+        noise = ndimage.gaussian_filter(rng.normal(0.0, 1.0, uptake.shape).astype(np.float32), 0.8)
+        noise *= self.noise / (noise.std() + 1e-6)
+        uptake *= 1.0 + noise
+        scale = spec.model.unit * np.exp(rng.normal(0.0, spec.global_sd))
+        return (np.clip(uptake, 0, None) * scale * self.head).astype(np.float32)
+
+
+_WORKER: _Simulator | None = None
+
+
+def _init_worker(spec: CohortSpec) -> None:
+    global _WORKER
+    _WORKER = _Simulator(spec)
+
+
+def _write_subject(args: tuple[int, float, str, str]) -> str:
+    index, severity, site, path = args
+    volume = _WORKER.simulate(index, severity, site)
+    img = nib.Nifti1Image(volume, _WORKER.t.grid.affine)
+    img.header.set_xyzt_units("mm")
+    save_nifti(img, path)
+    return path
+
+
+def generate_cohort(
+    spec: CohortSpec, out_dir: str | os.PathLike, workers: int = 1, progress: bool = True
+) -> pd.DataFrame:
+    """Write participants.tsv, scans/<id>.nii.gz and the ground truth under `out_dir`."""
+    if spec.modality not in MODALITIES:
+        raise ValueError(f"unknown modality {spec.modality!r}; expected one of {', '.join(MODALITIES)}")
+    out = Path(out_dir)
+    (out / "scans").mkdir(parents=True, exist_ok=True)
+    people = draw_participants(spec)
+    jobs = [(i, float(r.severity), r.site, str(out / r.path)) for i, r in enumerate(people.itertuples())]
+    done = 0
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(spec,)) as pool:
+            for _ in pool.map(_write_subject, jobs, chunksize=4):
+                done += 1
+                _progress(progress, done, len(jobs))
+    else:
+        _init_worker(spec)
+        for job in jobs:
+            _write_subject(job)
+            done += 1
+            _progress(progress, done, len(jobs))
+    t = load_templates()
+    img = nib.Nifti1Image(ad_pattern(t).astype(np.float32), t.grid.affine)
+    save_nifti(img, out / "ad_pattern.nii.gz")
+    truth = {
+        "modality": spec.modality,
+        "seed": spec.seed,
+        "altered_regions": AD_REGIONS,
+        "effect": spec.effect if spec.effect is not None else spec.model.effect,
+        "fwhm_mm": spec.fwhm_mm if spec.fwhm_mm is not None else spec.model.fwhm_mm,
+        "pattern_map": "ad_pattern.nii.gz",
+        "note": "uptake = tissue * regional * (1 - effect * severity * pattern) * fields, smoothed, noised",
+    }
+    write_text(out / "ground_truth.json", json.dumps(truth, indent=2) + "\n")
+    write_text(
+        out / "ground_truth.tsv",
+        people[["subject_id", "diagnosis", "severity"]].to_csv(sep="\t", index=False),
+    )
+    # the table last: its presence means the cohort is complete
+    with atomic_output(out / "participants.tsv") as tmp:
+        people.drop(columns="severity").to_csv(tmp, sep="\t", index=False)
+    return people
+
+
+def _progress(enabled: bool, done: int, total: int) -> None:
+    if enabled and (done % 25 == 0 or done == total):
+        print(f"synth: {done}/{total} scans written", file=sys.stderr, flush=True)
