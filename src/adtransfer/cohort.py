@@ -106,6 +106,7 @@ def _normalize(raw: pd.DataFrame, table: Path) -> pd.DataFrame:
         sid = str(row.get("subject_id", "")).strip()
         where = f"{table} row {line}" + (f" (subject {sid})" if sid else "")
         rec: dict = {}
+        n_before = len(problems)
         for col in REQUIRED + OPTIONAL:
             value = str(row.get(col, "")).strip()
             if value == "" or value.lower() in ("na", "n/a", "nan"):
@@ -134,10 +135,13 @@ def _normalize(raw: pd.DataFrame, table: Path) -> pd.DataFrame:
                 rec[col] = SEXES[value.upper()]
             else:
                 rec[col] = value
+        unparsed = " ".join(problems[n_before:])  # cells already reported are not "empty" as well
         for err in validator.iter_errors(rec):
             field = err.path[0] if err.path else None
             if err.validator == "required":
-                problems.append(f"{where}: {err.message.replace('property', 'value')} (empty cell)")
+                missing = err.message.split("'")[1]
+                if f": {missing} '" not in unparsed and f"unknown {missing} '" not in unparsed:
+                    problems.append(f"{where}: {missing} is empty")
             elif field == "subject_id" and err.validator == "pattern":
                 problems.append(
                     f"{where}: subject_id '{rec[field]}' may contain only letters, digits, "

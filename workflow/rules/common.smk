@@ -56,7 +56,8 @@ def _load_cohort(cohort):
     try:
         df = read_participants(spec["table"])
     except InputError as exc:
-        raise WorkflowError(f"cohort '{cohort}': {exc}") from None
+        # one clear message and a non-zero exit, without a Snakefile traceback
+        sys.exit(f"Error in cohort '{cohort}' (config cohorts.{cohort}.table):\n{exc}")
     return dict(zip(df["subject_id"], df["path"]))
 
 
