@@ -27,8 +27,9 @@ def on_spm_grid(img: nib.Nifti1Image) -> np.ndarray:
     aff = img.affine
     if np.allclose(np.diag(aff)[:3], 2.0):
         off = np.round((AFFINE[:3, 3] - aff[:3, 3]) / 2).astype(int)
-        data = np.asanyarray(img.dataobj)[off[0]:off[0] + SHAPE[0], off[1]:off[1] + SHAPE[1],
-                                          off[2]:off[2] + SHAPE[2]]
+        data = np.asanyarray(img.dataobj)[
+            off[0] : off[0] + SHAPE[0], off[1] : off[1] + SHAPE[1], off[2] : off[2] + SHAPE[2]
+        ]
     elif np.allclose(np.diag(aff)[:3], 1.0):
         assert np.allclose(aff[:3, 3], AFFINE[:3, 3]), aff
         data = np.asanyarray(img.dataobj)[::2, ::2, ::2]

@@ -21,8 +21,7 @@ def crop_grid() -> Grid:
 def fdg_cohort(tmp_path_factory) -> Path:
     """A 3 AD + 3 NC + 1 MCI synthetic FDG cohort; returns the folder holding participants.tsv."""
     out = tmp_path_factory.mktemp("fdg_cohort")
-    generate_cohort(CohortSpec(name="fdg", modality="fdg_pet", n_ad=3, n_nc=3, n_mci=1, seed=7), out,
-                    progress=False)
+    generate_cohort(CohortSpec(name="fdg", modality="fdg_pet", n_ad=3, n_nc=3, n_mci=1, seed=7), out, progress=False)
     return out
 
 

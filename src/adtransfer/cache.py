@@ -65,14 +65,10 @@ def build_cache(
     cohort: str,
     workers: int = 1,
 ) -> None:
-    df = pd.read_csv(
-        table, sep="\t", dtype={"subject_id": str, "sex": str, "site": str}, keep_default_na=True
-    )
+    df = pd.read_csv(table, sep="\t", dtype={"subject_id": str, "sex": str, "site": str}, keep_default_na=True)
     df[["sex", "site"]] = df[["sex", "site"]].fillna("")
     preproc_dir = Path(preproc_dir)
-    jobs = [
-        (str(preproc_dir / f"{s}.nii.gz"), str(preproc_dir / f"{s}.json"), size) for s in df["subject_id"]
-    ]
+    jobs = [(str(preproc_dir / f"{s}.nii.gz"), str(preproc_dir / f"{s}.json"), size) for s in df["subject_id"]]
     for nii, sidecar, _ in jobs:
         for path in (nii, sidecar):
             if not Path(path).exists():

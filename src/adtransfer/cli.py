@@ -83,9 +83,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         interpolation=args.interpolation,
         space=args.space,
     )
-    preprocess_subject(
-        args.input, args.output, params, subject=args.subject, qc_png=args.qc, sidecar=args.sidecar
-    )
+    preprocess_subject(args.input, args.output, params, subject=args.subject, qc_png=args.qc, sidecar=args.sidecar)
     log.info("preprocessed %s -> %s", args.input, args.output)
 
 
@@ -120,9 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log", help="also write messages to this log file")
         return p
 
-    p = add(
-        "synth", cmd_synth, "Generate a synthetic cohort (participants.tsv + NIfTI scans + ground truth)."
-    )
+    p = add("synth", cmd_synth, "Generate a synthetic cohort (participants.tsv + NIfTI scans + ground truth).")
     p.add_argument("--name", required=True, help="cohort name; subject ids are NAME0001, NAME0002, ...")
     p.add_argument("--modality", type=_modality, required=True, help="fdg or ecd")
     p.add_argument("--spec", default="{}", help="JSON object: n_ad, n_nc, n_mci and optional model settings")
@@ -139,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-only", action="store_true", help="check the table and file names, open no scan")
     p.add_argument("--out", help="write the normalized table (absolute paths, sha256 per scan) here")
 
-    p = add(
-        "preprocess", cmd_preprocess, "Preprocess one MNI-space scan: reorient, resample, normalize, crop."
-    )
+    p = add("preprocess", cmd_preprocess, "Preprocess one MNI-space scan: reorient, resample, normalize, crop.")
     p.add_argument("--input", required=True, help="the subject's NIfTI scan")
     p.add_argument("--output", required=True, help="preprocessed volume (.nii.gz)")
     p.add_argument("--modality", type=_modality, required=True)
@@ -176,6 +170,8 @@ def _setup_logging(logfile: str | None) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     root = logging.getLogger("adtransfer")
     root.setLevel(logging.INFO)
+    for handler in list(root.handlers):  # main() may run more than once in a process (tests)
+        root.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(message)s"))
     root.addHandler(console)

@@ -47,17 +47,17 @@ def _read_table_file(path: Path) -> pd.DataFrame:
         try:
             sep = csv.Sniffer().sniff(path.read_text(errors="replace")[:4096], delimiters=",\t").delimiter
         except csv.Error:
-            raise InputError(
-                f"{path}: cannot tell whether the table is TSV or CSV; name it .tsv or .csv"
-            ) from None
+            raise InputError(f"{path}: cannot tell whether the table is TSV or CSV; name it .tsv or .csv") from None
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # blank lines are kept while reading so that row numbers match the file, then dropped
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False)
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: participants table is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"{path}: cannot parse the table ({exc})") from None
     df.columns = [str(c).strip().lower() for c in df.columns]
-    return df
+    df.index = df.index + 2  # line number in the file (header = line 1)
+    return df[df.apply(lambda row: any(str(v).strip() for v in row), axis=1)] if len(df) else df
 
 
 def _read_bids(root: Path) -> tuple[pd.DataFrame, Path]:
@@ -92,8 +92,7 @@ def _normalize(raw: pd.DataFrame, table: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise InputError(
-            f"{table}: missing required column(s) {', '.join(missing)} "
-            f"(found: {', '.join(raw.columns) or 'none'})"
+            f"{table}: missing required column(s) {', '.join(missing)} (found: {', '.join(raw.columns) or 'none'})"
         )
     if raw.empty:
         raise InputError(f"{table}: participants table has no rows")
@@ -101,8 +100,7 @@ def _normalize(raw: pd.DataFrame, table: Path) -> pd.DataFrame:
     validator = jsonschema.validators.validator_for(schema)(schema)
     problems: list[str] = []
     records: list[dict] = []
-    for i, row in enumerate(raw.to_dict("records")):
-        line = i + 2  # header is line 1
+    for line, row in zip(raw.index, raw.to_dict("records"), strict=True):
         sid = str(row.get("subject_id", "")).strip()
         where = f"{table} row {line}" + (f" (subject {sid})" if sid else "")
         rec: dict = {}
@@ -160,9 +158,7 @@ def _normalize(raw: pd.DataFrame, table: Path) -> pd.DataFrame:
     if "subject_id" in df.columns:
         dup = df[df["subject_id"].notna() & df.duplicated("subject_id", keep=False)]
         for sid, rows in dup.groupby("subject_id")["row"]:
-            problems.append(
-                f"{table}: duplicate subject_id '{sid}' in rows {', '.join(str(r) for r in rows)}"
-            )
+            problems.append(f"{table}: duplicate subject_id '{sid}' in rows {', '.join(str(r) for r in rows)}")
     _raise_if(problems)
     for col in OPTIONAL:
         if col not in df.columns:
@@ -204,6 +200,17 @@ def validate_cohort(
     if classify:
         require_two_classes(df, table)
     if not check_scans:
+        problems = [
+            f"{rec.path} (subject {rec.subject_id}, {table} row {rec.row}): "
+            + (
+                "scan file does not exist"
+                if not os.path.isfile(rec.path)
+                else "not a NIfTI file (expected .nii or .nii.gz)"
+            )
+            for rec in df.itertuples(index=False)
+            if not (os.path.isfile(rec.path) and is_nifti_path(rec.path))
+        ]
+        _raise_if(problems)
         return df
     problems: list[str] = []
     shas, shapes, voxels = [], [], []

@@ -38,7 +38,7 @@ def load_volume(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for broken files
-        raise InputError(f"{where}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{where}: cannot read NIfTI header ({type(exc).__name__}: {_one_line(exc)})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"{where}: not a NIfTI-1/2 image ({type(img).__name__})")
     shape = img.shape
@@ -54,7 +54,7 @@ def load_volume(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
     except Exception as exc:  # truncated gzip, short file, ...
         raise InputError(
-            f"{where}: cannot read image data, file truncated or corrupt ({type(exc).__name__}: {exc})"
+            f"{where}: cannot read image data, file truncated or corrupt ({type(exc).__name__}: {_one_line(exc)})"
         ) from None
     check_voxels(data, where)
     affine = img.affine
@@ -63,6 +63,11 @@ def load_volume(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
     out = nib.Nifti1Image(data, affine)
     out.header.set_xyzt_units("mm")
     return out
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception's text on one line (nibabel's messages may contain newlines)."""
+    return " ".join(str(exc).split())
 
 
 def check_voxels(data: np.ndarray, where: str) -> None:

@@ -67,9 +67,7 @@ def resample_to_mni(img: nib.Nifti1Image, grid: Grid = MNI_2MM, order: int = 1) 
     return np.asarray(out.dataobj, dtype=np.float32)
 
 
-def normalize_intensity(
-    data: np.ndarray, modality: str, reference: str = "brain", who: str = ""
-) -> np.ndarray:
+def normalize_intensity(data: np.ndarray, modality: str, reference: str = "brain", who: str = "") -> np.ndarray:
     t = load_templates()
     brain = t.brain_mask
     inside = data[brain]
@@ -84,8 +82,7 @@ def normalize_intensity(
         mean = float(data[ref].mean())
         if mean <= 0:
             raise InputError(
-                f"{who}: mean uptake in the {reference} reference region is {mean:g}; "
-                "expected positive uptake"
+                f"{who}: mean uptake in the {reference} reference region is {mean:g}; expected positive uptake"
             )
         return (data / mean).astype(np.float32)
     if modality == "ecd_spect":
@@ -191,9 +188,7 @@ def build_workflow(params: PreprocParams, in_file: str, who: str, base_dir: str)
     wf = Workflow(name="preprocess", base_dir=base_dir)
     reorient_node = Node(Reorient(in_file=os.path.abspath(in_file), who=who), name="reorient")
     resample_node = Node(Resample(order=params.interpolation, who=who), name="resample")
-    normalize_node = Node(
-        Normalize(modality=params.modality, reference=params.reference, who=who), name="normalize"
-    )
+    normalize_node = Node(Normalize(modality=params.modality, reference=params.reference, who=who), name="normalize")
     crop_node = Node(
         Crop(crop_shape=params.crop_grid.shape, crop_origin_mm=params.crop_grid.origin_mm, who=who),
         name="crop",

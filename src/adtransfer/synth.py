@@ -117,9 +117,7 @@ class CohortSpec:
     @classmethod
     def from_config(cls, name: str, modality: str, synthetic: dict, seed: int) -> CohortSpec:
         keys = set(cls.__dataclass_fields__) - {"name", "modality", "seed"}
-        return cls(
-            name=name, modality=modality, seed=seed, **{k: v for k, v in synthetic.items() if k in keys}
-        )
+        return cls(name=name, modality=modality, seed=seed, **{k: v for k, v in synthetic.items() if k in keys})
 
     @property
     def model(self) -> ModalityModel:
@@ -198,9 +196,7 @@ class _Simulator:
         self.noise = spec.noise if spec.noise is not None else m.noise
         csf = np.clip(1.0 - t.gm - t.wm, 0, 1) * t.brain_mask
         head = ndimage.binary_dilation(t.brain_mask, iterations=5)
-        self.tissue = (t.gm + m.wm_ratio * t.wm + 0.08 * csf + 0.04 * (head & ~t.brain_mask)).astype(
-            np.float32
-        )
+        self.tissue = (t.gm + m.wm_ratio * t.wm + 0.08 * csf + 0.04 * (head & ~t.brain_mask)).astype(np.float32)
         self.head = head
         self.pattern = ad_pattern(t)
         labels = np.unique(t.atlas)

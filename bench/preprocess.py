@@ -1,0 +1,142 @@
+"""Benchmark: preprocessing + caching throughput for an MNI-space cohort. Prints figures; asserts nothing.
+
+Two routes over the same generated cohort (a user table of synthetic FDG scans on the SPM 2 mm grid):
+  library   preprocess_subject for every scan in a pool of --jobs processes, then build_cache
+  workflow  `snakemake --cores --jobs` for the cache target: one job (one process) per subject, as users run it
+Goal (issue 3): a paper-size cohort (1514 scans) in <= 3 minutes on 2 cores, i.e. <= 0.24 s per scan per core.
+
+    python bench/preprocess.py                # 200 scans, extrapolated to 1514
+    python bench/preprocess.py --n 1514       # the full paper size
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from adtransfer.cache import build_cache
+from adtransfer.cohort import validate_cohort
+from adtransfer.grid import Grid
+from adtransfer.preprocess import PreprocParams, preprocess_subject
+from adtransfer.synth import CohortSpec, generate_cohort
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_SCANS = 1514
+GOAL_S_PER_SCAN_CORE = 180 / PAPER_SCANS * 2
+CROP = Grid((95, 95, 48), 2.0, (-94.0, -112.0, -36.0))
+
+
+def _one(args):
+    scan, out, sid = args
+    preprocess_subject(
+        scan,
+        out / f"{sid}.nii.gz",
+        PreprocParams("fdg_pet", CROP),
+        sid,
+        qc_png=out / f"{sid}.png",
+        sidecar=out / f"{sid}.json",
+    )
+
+
+def library_route(table: Path, work: Path, jobs: int, size: int) -> float:
+    df = validate_cohort(table, progress=False)
+    out = work / "lib_preproc"
+    out.mkdir()
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(jobs) as pool:
+        list(pool.map(_one, [(p, out, s) for p, s in zip(df["path"], df["subject_id"], strict=True)], chunksize=4))
+    df.drop(columns="row").to_csv(work / "validated.tsv", sep="\t", index=False)
+    build_cache(
+        work / "validated.tsv", out, work / "lib.h5", size=size, modality="fdg_pet", cohort="bench", workers=jobs
+    )
+    return time.perf_counter() - t0
+
+
+def workflow_route(table: Path, work: Path, jobs: int, size: int) -> float:
+    cfg = work / "bench.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {"seed": 1, "mosaic": {"size": size}, "cohorts": {"bench": {"modality": "fdg_pet", "table": str(table)}}}
+        )
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(work),
+            "--configfile",
+            str(cfg),
+            "--cores",
+            str(jobs),
+            "--quiet",
+            "all",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0
+
+
+def report(name: str, seconds: float, n: int, jobs: int) -> None:
+    per_core = seconds / n * jobs
+    verdict = "meets" if per_core <= GOAL_S_PER_SCAN_CORE else "misses"
+    print(
+        f"{name:9s} {n} scans in {seconds:7.1f} s: {seconds / n:.3f} s/scan, {n / seconds:5.1f} scans/s, "
+        f"{per_core:.3f} s/scan/core -> {PAPER_SCANS} scans in {PAPER_SCANS * seconds / n / 60:.1f} min "
+        f"({verdict} the {GOAL_S_PER_SCAN_CORE:.2f} s/scan/core goal)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200, help="number of scans")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--size", type=int, default=96, help="mosaic size")
+    ap.add_argument("--skip-workflow", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="adtransfer-bench-"))
+    try:
+        n_ad = args.n // 2
+        generate_cohort(
+            CohortSpec("bench", "fdg_pet", n_ad=n_ad, n_nc=args.n - n_ad, seed=1),
+            work / "data",
+            workers=args.jobs,
+            progress=False,
+        )
+        table = work / "data" / "participants.tsv"
+        print(
+            f"cohort: {args.n} synthetic FDG scans (91x109x91 float32 .nii.gz), mosaic {args.size} px, "
+            f"{args.jobs} parallel jobs on {os.cpu_count()} cores"
+        )
+        lib = library_route(table, work, args.jobs, args.size)
+        report("library", lib, args.n, args.jobs)
+        if not args.skip_workflow:
+            wf = workflow_route(table, work, args.jobs, args.size)
+            report("workflow", wf, args.n, args.jobs)
+            print(
+                f"workflow / library time ratio: {wf / lib:.2f} "
+                f"(per-job process start-up and Snakemake scheduling: {(wf - lib) / args.n * args.jobs:.2f} "
+                "s per scan per core)"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

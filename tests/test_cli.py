@@ -1,0 +1,173 @@
+"""`adtransfer validate` as a user runs it: exit status, one message on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+AFFINE_2MM = np.diag([2.0, 2.0, 2.0, 1.0])
+SHAPE = (10, 12, 8)
+HEADER = ("subject_id", "diagnosis", "mmse", "path")
+
+
+def write_volume(path: Path, data: np.ndarray | None = None, seed: int = 0) -> Path:
+    if data is None:
+        data = np.random.default_rng(seed).uniform(1.0, 100.0, SHAPE).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, AFFINE_2MM), str(path))
+    return path
+
+
+def write_table(path: Path, rows: list[tuple], header: tuple = HEADER) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join("\t".join(map(str, r)) for r in [header, *rows]) + "\n")
+    return path
+
+
+def make_cohort(folder: Path, rows: list[tuple] | None = None) -> Path:
+    rows = rows or [
+        ("sub-01", "AD", "21", "scans/sub-01.nii.gz"),
+        ("sub-02", "NC", "29", "scans/sub-02.nii.gz"),
+        ("sub-03", "NC", "28", "scans/sub-03.nii.gz"),
+    ]
+    for i, row in enumerate(rows):
+        write_volume(folder / row[3], seed=i)
+    return write_table(folder / "participants.tsv", rows)
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "adtransfer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stdout
+    for word in words:
+        assert word in proc.stderr, f"{word!r} not in stderr:\n{proc.stderr}"
+
+
+# --- valid cohorts -------------------------------------------------------------------------------------
+
+
+def test_validate_fixture_cohort_writes_checksums(fdg_cohort, tmp_path):
+    table = fdg_cohort / "participants.tsv"
+    out = tmp_path / "out" / "cohort.tsv"
+    proc = run_cli("validate", table, "--modality", "fdg", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "valid cohort (fdg_pet): 7 subjects" in proc.stdout
+    df = pd.read_csv(out, sep="\t", dtype={"sha256": str})
+    assert len(df) == 7
+    assert "row" not in df.columns
+    for rec in df.itertuples():
+        path = Path(rec.path)
+        assert path.is_absolute()
+        assert path.parent == (fdg_cohort / "scans").resolve()
+        assert rec.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cohort.tsv"]  # no temporary file left
+
+
+def test_validate_relative_table_from_another_folder(tmp_path):
+    make_cohort(tmp_path / "study")
+    (tmp_path / "cwd").mkdir()
+    proc = run_cli("validate", "../study/participants.tsv", cwd=tmp_path / "cwd")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 subjects (NC 2, AD 1)" in proc.stdout
+
+
+def test_validate_main_does_not_import_tensorflow(tmp_path):
+    table = make_cohort(tmp_path)
+    code = (
+        "import sys; from adtransfer.cli import main; rc = main(['validate', sys.argv[1]]); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(table)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "valid cohort" in proc.stdout
+
+
+# --- defects: exit 2, one message, no traceback --------------------------------------------------------
+
+
+def test_duplicate_subject(tmp_path):
+    rows = [
+        ("sub-01", "AD", "", "a.nii.gz"),
+        ("sub-02", "NC", "", "b.nii.gz"),
+        ("sub-01", "NC", "", "c.nii.gz"),
+    ]
+    table = make_cohort(tmp_path, rows)
+    assert_clean_failure(run_cli("validate", table), str(table), "duplicate subject_id 'sub-01'", "rows 2, 4")
+
+
+def test_mmse_out_of_range(tmp_path):
+    rows = [("sub-01", "AD", "31", "a.nii.gz"), ("sub-02", "NC", "29", "b.nii.gz")]
+    table = make_cohort(tmp_path, rows)
+    assert_clean_failure(run_cli("validate", table), f"{table} row 2 (subject sub-01)", "outside 0-30")
+
+
+def test_truncated_scan(tmp_path):
+    table = make_cohort(tmp_path)
+    scan = tmp_path / "scans" / "sub-02.nii.gz"
+    blob = scan.read_bytes()
+    scan.write_bytes(blob[: len(blob) // 2])
+    out = tmp_path / "validated.tsv"
+    proc = run_cli("validate", table, "--out", out)
+    assert_clean_failure(proc, str(scan.resolve()), "subject sub-02", "row 3", "truncated")
+    assert not out.exists()  # no output table for an invalid cohort
+
+
+def test_nan_scan(tmp_path):
+    table = make_cohort(tmp_path)
+    data = np.ones(SHAPE, np.float32)
+    data[2, 2, 2] = np.nan
+    write_volume(tmp_path / "scans" / "sub-03.nii.gz", data)
+    assert_clean_failure(run_cli("validate", table), "subject sub-03", "sub-03.nii.gz", "NaN or Inf")
+
+
+def test_missing_scan(tmp_path):
+    table = make_cohort(tmp_path)
+    (tmp_path / "scans" / "sub-01.nii.gz").unlink()
+    assert_clean_failure(run_cli("validate", table), "subject sub-01", "sub-01.nii.gz", "does not exist")
+
+
+def test_empty_table_file(tmp_path):
+    table = tmp_path / "participants.tsv"
+    table.write_text("")
+    assert_clean_failure(run_cli("validate", table), str(table), "empty")
+
+
+def test_missing_table(tmp_path):
+    table = tmp_path / "absent.csv"
+    assert_clean_failure(run_cli("validate", table), str(table), "does not exist")
+
+
+@pytest.mark.parametrize("classify", [True, False])
+def test_single_class_cohort(tmp_path, classify):
+    rows = [("sub-01", "AD", "", "a.nii.gz"), ("sub-02", "AD", "", "b.nii.gz")]
+    table = make_cohort(tmp_path, rows)
+    if classify:
+        assert_clean_failure(run_cli("validate", table), str(table), "needs AD and NC")
+    else:
+        proc = run_cli("validate", table, "--no-classify")
+        assert proc.returncode == 0, proc.stderr
+        assert "2 subjects (AD 2)" in proc.stdout
+
+
+def test_unknown_modality_is_a_usage_error(tmp_path):
+    table = make_cohort(tmp_path)
+    proc = run_cli("validate", table, "--modality", "mri")
+    assert_clean_failure(proc, "unknown modality 'mri'")

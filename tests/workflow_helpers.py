@@ -1,0 +1,62 @@
+"""Running the Snakemake workflow from tests: in a scratch folder, with a config written by the test."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(
+    workdir: Path, configfile: Path | None, *args: str, check: bool = True, timeout: int = 1200
+) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), "--cores", "2", *args]
+    if configfile is not None:
+        cmd += ["--configfile", str(configfile)]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a (dry) run: rule -> number of jobs."""
+    counts: dict[str, int] = {}
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
+    except StopIteration:
+        return counts
+    for line in lines[start + 3 :]:
+        m = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        if m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def scheduled_subjects(output: str, rule: str = "preprocess") -> set[str]:
+    """Subjects whose `rule` job a (dry) run schedules, from the job listing's wildcards lines."""
+    subjects, current = set(), None
+    for line in output.splitlines():
+        m = re.match(r"^(?:local)?rule (\S+):", line.strip())
+        if m:
+            current = m.group(1)
+        m = re.search(r"wildcards: .*subject=([A-Za-z0-9_-]+)", line)
+        if m and current == rule:
+            subjects.add(m.group(1))
+    return subjects
