@@ -16,9 +16,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/cache.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     input:
         expand("results/cache/{cohort}.h5", cohort=COHORTS),
+        all_models(),
     default_target: True

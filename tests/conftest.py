@@ -31,3 +31,33 @@ def ecd_cohort(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ecd_cohort")
     generate_cohort(CohortSpec(name="ecd", modality="ecd_spect", n_ad=2, n_nc=2, seed=7), out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> dict:
+    """A preprocessed, cached and split 8 AD + 8 NC + 2 MCI FDG cohort at 76 px (the smallest mosaic)."""
+    from adtransfer.cache import build_cache
+    from adtransfer.cohort import validate_cohort
+    from adtransfer.preprocess import PreprocParams, preprocess_subject
+    from adtransfer.splits import make_splits, write_splits
+
+    out = tmp_path_factory.mktemp("tiny_cache")
+    generate_cohort(
+        CohortSpec(name="t", modality="fdg_pet", n_ad=8, n_nc=8, n_mci=2, seed=11, effect=0.35),
+        out / "data",
+        progress=False,
+    )
+    table = validate_cohort(out / "data" / "participants.tsv", progress=False)
+    for rec in table.itertuples():
+        preprocess_subject(
+            rec.path,
+            out / "preproc" / f"{rec.subject_id}.nii.gz",
+            PreprocParams("fdg_pet", CROP),
+            rec.subject_id,
+            sidecar=out / "preproc" / f"{rec.subject_id}.json",
+        )
+    table.drop(columns="row").to_csv(out / "cohort.tsv", sep="\t", index=False)
+    build_cache(out / "cohort.tsv", out / "preproc", out / "cache.h5", size=76, modality="fdg_pet", cohort="t")
+    splits = make_splits(table, {"AD": 2, "NC": 2}, [12], 0.25, seed=3, mmse_include_mci=True)
+    write_splits(splits, out / "splits.tsv")
+    return {"cache": out / "cache.h5", "splits": out / "splits.tsv", "dir": out}

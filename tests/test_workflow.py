@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import h5py
@@ -9,23 +10,50 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from workflow_helpers import ROOT, job_counts, scheduled_subjects, snakemake, write_config
 
 from adtransfer.synth import CohortSpec, generate_cohort
 
 
 def test_default_config_dry_run(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n")
     counts = job_counts(proc.stdout)
-    assert counts["preprocess"] == 110 + 110 + 20 + 50 + 50
-    assert counts["cache"] == 2 and counts["validate"] == 2
+    n_subjects = sum(sum(c["synthetic"].values()) for c in cfg["cohorts"].values())
+    assert counts["preprocess"] == n_subjects
+    assert counts["cache"] == 2 and counts["validate"] == 2 and counts["split"] == 2
     assert counts["synth_fdg"] == 1 and counts["synth_ecd"] == 1
+    n_sizes = len(cfg["splits"]["pretrain_sizes"])
+    assert counts["train_fdg"] == n_sizes and counts["finetune_ecd"] == n_sizes
 
 
 def test_paper_config_dry_run(tmp_path):
     proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n")
     counts = job_counts(proc.stdout)
     assert counts["preprocess"] == 629 + 638 + 654 + 113 + 134
+    # the paper's grid: 5 FDG pre-trainings (100..1000), 5 ECD fine-tunes, the scratch baseline, MMSE FDG -> ECD
+    assert counts["train_fdg"] == 5 and counts["finetune_ecd"] == 5
+    assert counts["train_ecd_scratch"] == 1
+    assert counts["train_mmse_fdg"] == 1 and counts["finetune_mmse_ecd"] == 1
+    assert counts["split"] == 2
+
+
+def test_training_jobs_are_gpu_tagged(tmp_path):
+    """Every training job asks for one GPU, so `--resources gpu=N` caps how many train at once."""
+    proc = snakemake(
+        tmp_path,
+        ROOT / "config" / "paper.yaml",
+        "-n",
+        "--resources",
+        "gpu=1",
+        "results/models/ecd/from_fdg_n100/metrics.json",
+    )
+    blocks = proc.stdout.split("\n\n")
+    train_blocks = [b for b in blocks if re.search(r"rule (train_|finetune_)", b)]
+    assert len(train_blocks) == 2
+    for block in train_blocks:
+        assert re.search(r"resources: .*gpu=1", block), block
 
 
 def test_bad_table_stops_before_any_job(tmp_path):

@@ -102,6 +102,43 @@ def cmd_cache(args: argparse.Namespace) -> None:
     log.info("wrote %s", args.output)
 
 
+def cmd_split(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from adtransfer.splits import make_splits, read_fixed_test, size_column, write_splits
+
+    df = pd.read_csv(args.table, sep="\t", dtype={"subject_id": str}, keep_default_na=True)
+    counts = json.loads(args.test_counts) if args.test_counts else None
+    fixed = read_fixed_test(args.test_file) if args.test_file else None
+    splits = make_splits(
+        df, counts, args.sizes, args.val_fraction, args.seed, args.mmse_include_mci, args.mmse_min, fixed
+    )
+    if args.sizes is None:  # one training set: the whole pool, under a fixed name
+        pool_col = [c for c in splits.columns if c.startswith("n") and c[1:].isdigit()][0]
+        splits = splits.rename(columns={pool_col: size_column("all")})
+    write_splits(splits, args.out)
+    log.info(
+        "%s: %d test subjects; %s",
+        args.out,
+        int(splits["test"].sum()),
+        ", ".join(
+            f"{c}: {int((splits[c] == 'train').sum())} train / {int((splits[c] == 'val').sum())} val"
+            for c in splits.columns
+            if c.startswith("n") and c != "n"
+        ),
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from adtransfer.train import TrainSettings, train_model
+
+    settings = TrainSettings.from_json(args.settings)
+    settings.threads = args.threads
+    metrics = train_model(args.cache, args.splits, args.set, args.out, settings, pretrained=args.pretrained)
+    shown = {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("seconds", "epochs_run")}
+    log.info("trained %s: %s", args.out, json.dumps(shown))
+
+
 # --- parser --------------------------------------------------------------------------------------------
 
 
@@ -163,6 +200,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", type=_modality, required=True)
     p.add_argument("--cohort", required=True, help="cohort name")
     p.add_argument("--threads", type=int, default=1)
+
+    p = add("split", cmd_split, "Subject-level stratified splits: test set, nested training subsets, train/val.")
+    p.add_argument("--table", required=True, help="validated cohort table (results/cohort/COHORT.tsv)")
+    p.add_argument("--out", required=True, help="split table (TSV)")
+    p.add_argument("--test-counts", help='JSON, e.g. {"AD": 118, "NC": 149}')
+    p.add_argument("--test-file", help="a fixed test set instead: file listing subject ids")
+    p.add_argument(
+        "--sizes",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="comma-separated nested training-set sizes; default: the whole pool",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mmse-include-mci", action="store_true", help="MCI subjects enter MMSE regression")
+    p.add_argument("--mmse-min", type=float, default=0.0, help="only subjects with MMSE >= this in regression")
+
+    p = add("train", cmd_train, "Train one model (TensorFlow): pre-training, fine-tuning, scratch or MMSE.")
+    p.add_argument("--cache", required=True, help="HDF5 mosaic cache of the cohort")
+    p.add_argument("--splits", required=True, help="split table of the cohort")
+    p.add_argument("--set", required=True, help="split column: n100, nall, mmse_set, ...")
+    p.add_argument("--out", required=True, help="model folder (model.keras, history.tsv, metrics.json)")
+    p.add_argument("--settings", required=True, help="JSON training settings (see adtransfer.train.TrainSettings)")
+    p.add_argument("--pretrained", help="fine-tune from this model.keras (new head)")
+    p.add_argument("--threads", type=int, default=2)
     return parser
 
 

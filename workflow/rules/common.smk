@@ -74,3 +74,58 @@ def scan_of(wildcards):
 
 def cohort_scans(wildcards):
     return list(SCANS[wildcards.cohort].values())
+
+
+# --- the training grid ---------------------------------------------------------------------------------
+
+SPLITS = config.get("splits", {})
+TRAIN = config.get("train", {})
+FDG = SPLITS.get("fdg_cohort", "fdg")
+ECD = SPLITS.get("ecd_cohort", "ecd")
+SIZES = SPLITS.get("pretrain_sizes", [])
+if SPLITS and not {FDG, ECD} <= set(COHORTS):
+    sys.exit(f"config: splits.fdg_cohort '{FDG}' and splits.ecd_cohort '{ECD}' must name cohorts")
+TRAIN_THREADS = TRAIN.get("threads", 2)
+INTENSITY = {"fdg_pet": [0.0, 3.0], "ecd_spect": [-4.0, 4.0], **TRAIN.get("intensity_range", {})}
+
+
+def split_args(cohort):
+    """Command-line arguments of `adtransfer split` for a cohort: FDG gets the nested sizes, ECD one set."""
+    key = "fdg" if cohort == FDG else "ecd"
+    args = [f"--seed {config['seed']}", f"--val-fraction {SPLITS.get('val_fraction', 0.2)}",
+            f"--mmse-min {SPLITS.get('mmse_min', 0)}"]
+    if SPLITS.get(f"{key}_test_file"):
+        args.append(f"--test-file {SPLITS[f'{key}_test_file']}")
+    else:
+        args.append(f"--test-counts '{json.dumps(SPLITS[key + '_test'])}'")
+    if cohort == FDG and SIZES:
+        args.append(f"--sizes {','.join(str(s) for s in SIZES)}")
+    if SPLITS.get("mmse_include_mci", False):
+        args.append("--mmse-include-mci")
+    return " ".join(args)
+
+
+def train_settings(cohort, task, finetune=False):
+    """JSON settings of one training job, from config `train` and `seed`."""
+    modality = config["cohorts"][cohort]["modality"]
+    units = TRAIN.get("fc_units_fdg", 256) if modality == "fdg_pet" else TRAIN.get("fc_units_ecd", 128)
+    lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if finetune else TRAIN.get("learning_rate")
+    settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "bn_momentum", "augment_shift",
+                                      "augment_zoom", "max_memory_gb") if k in TRAIN}
+    settings.update(task=task, learning_rate=lr, fc_units=units, seed=config["seed"],
+                    intensity_range=INTENSITY[modality])
+    return json.dumps(settings, sort_keys=True)
+
+
+def model_files(folder):
+    return {name: f"{folder}/{name}" for name in ("model.keras", "history.tsv", "metrics.json")}
+
+
+def all_models():
+    """Every model of the grid; none when the config has no `splits` (data stages only)."""
+    if not SPLITS:
+        return []
+    folders = [f"results/models/fdg/n{s}" for s in SIZES]
+    folders += [f"results/models/ecd/from_fdg_n{s}" for s in SIZES]
+    folders += ["results/models/ecd/scratch", "results/models/mmse/fdg", "results/models/mmse/ecd_from_fdg"]
+    return [f"{f}/metrics.json" for f in folders]

@@ -1,0 +1,181 @@
+"""Training one model: data -> model -> fit (Keras callbacks) -> evaluate on validation -> save.
+
+One call trains one model of the grid (FDG pre-training at one size, an ECD fine-tune, the ECD scratch
+baseline, or an MMSE regressor). Early stopping on validation loss restores the best weights; BackupAndRestore
+lets a killed job resume from its last finished epoch; CSVLogger writes the history as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from adtransfer.errors import InputError
+from adtransfer.io import atomic_output, write_text
+
+log = logging.getLogger("adtransfer")
+
+
+@dataclass
+class TrainSettings:
+    task: str = "classify"  # classify | mmse
+    init: str = "random"  # imagenet | random | path to weights (ignored when fine-tuning)
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 25
+    patience: int = 8
+    early_stopping_start: int = 0  # epochs before early stopping may act (BN statistics settle first)
+    bn_momentum: float | None = 0.9
+    augment_shift: float = 0.03
+    augment_zoom: float = 0.03
+    fc_units: int = 256
+    intensity_range: tuple[float, float] = (0.0, 3.0)
+    seed: int = 42
+    threads: int = 2
+    max_memory_gb: float = 4.0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSettings:
+        raw = json.loads(text)
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        unknown = {k: v for k, v in raw.items() if k not in cls.__dataclass_fields__}
+        if "intensity_range" in known:
+            known["intensity_range"] = tuple(known["intensity_range"])
+        return cls(**known, extra=unknown)
+
+
+def configure_tensorflow(seed: int, threads: int) -> None:
+    """One seed for Python, NumPy and TensorFlow, deterministic ops, and the rule's thread budget."""
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train_model(
+    cache: str,
+    splits_path: str,
+    set_column: str,
+    out_dir: str | os.PathLike,
+    settings: TrainSettings,
+    pretrained: str | None = None,
+) -> dict:
+    """Train on rows `set_column == "train"`, validate on `== "val"`; write model.keras, history.tsv,
+    metrics.json under out_dir and return the metrics."""
+    from adtransfer.data import make_dataset, select
+    from adtransfer.splits import read_splits
+
+    splits = read_splits(splits_path)
+    if set_column not in splits.columns:
+        raise InputError(f"{splits_path}: no split column {set_column!r} (have: {', '.join(splits.columns)})")
+    train = select(cache, splits, set_column, "train", settings.task)
+    val = select(cache, splits, set_column, "val", settings.task)
+    if len(train.rows) == 0 or len(val.rows) == 0:
+        raise InputError(
+            f"{splits_path}: split {set_column} has {len(train.rows)} training and {len(val.rows)} "
+            "validation subjects; both must be non-empty"
+        )
+    if settings.task == "classify" and len(set(train.targets.tolist())) < 2:
+        raise InputError(f"{splits_path}: split {set_column} training set has a single class")
+
+    configure_tensorflow(settings.seed, settings.threads)
+    import keras
+
+    from adtransfer import model as models
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if pretrained:
+        net = models.from_pretrained(pretrained, settings.task, settings.fc_units, settings.seed)
+        if settings.bn_momentum is not None:
+            models.set_bn_momentum(net, settings.bn_momentum)
+    else:
+        backbone = models.build_backbone(
+            train.size,
+            settings.init,
+            settings.augment_shift,
+            settings.augment_zoom,
+            settings.seed,
+            settings.bn_momentum,
+        )
+        net = models.add_head(backbone, settings.task, settings.fc_units, settings.seed)
+    models.compile_model(net, settings.task, settings.learning_rate)
+
+    max_bytes = settings.max_memory_gb * 1e9
+    train_ds = make_dataset(train, settings.intensity_range, settings.batch_size, True, settings.seed, max_bytes)
+    val_ds = make_dataset(val, settings.intensity_range, settings.batch_size, False, settings.seed, max_bytes)
+    # work files beside the outputs: kept across a killed run (BackupAndRestore), removed after success
+    work = out / "work"
+    work.mkdir(exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work / "backup")),
+        keras.callbacks.ModelCheckpoint(str(work / "best.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=settings.patience,
+            restore_best_weights=True,
+            start_from_epoch=settings.early_stopping_start,
+        ),
+        keras.callbacks.CSVLogger(str(work / "history.tsv"), separator="\t", append=True),
+    ]
+    log.info(
+        "training %s on %d subjects (%d mosaics), validating on %d subjects; %s",
+        out,
+        len(train.rows),
+        train.n,
+        len(val.rows),
+        "fine-tuning " + pretrained if pretrained else f"init {settings.init}",
+    )
+    start = time.perf_counter()
+    net.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, callbacks=callbacks, verbose=2)
+    seconds = time.perf_counter() - start
+
+    metrics = {
+        "set": set_column,
+        "n_train": int(len(train.rows)),
+        "n_val": int(len(val.rows)),
+        "seconds": round(seconds, 1),
+        "pretrained": pretrained,
+        "settings": asdict(settings),
+    }
+    metrics.update(validation_metrics(net, val, settings))
+    history = (work / "history.tsv").read_text()
+    metrics["epochs_run"] = max(0, len(history.strip().splitlines()) - 1)
+    with atomic_output(out / "model.keras") as tmp:
+        net.save(tmp)
+    write_text(out / "history.tsv", history)
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return metrics
+
+
+def validation_metrics(net, val, settings: TrainSettings) -> dict:
+    """Validation metrics of the restored (best) weights: per mosaic and as the paper's 3-mosaic ensemble."""
+    from sklearn.metrics import mean_absolute_error, roc_auc_score
+
+    from adtransfer.data import load_mosaics
+
+    x = load_mosaics(val, settings.intensity_range)
+    pred = net.predict(x, batch_size=settings.batch_size, verbose=0)
+    if settings.task == "classify":
+        p = pred[:, 1].reshape(-1, val.n_sets)
+        y = val.targets
+        single = len(set(y.tolist())) < 2
+        return {
+            "val_auc_mosaic": None if single else float(roc_auc_score(val.sample_targets(), p.reshape(-1))),
+            "val_auc_ensemble": None if single else float(roc_auc_score(y, p.mean(axis=1))),
+            "val_accuracy_ensemble": float(np.mean((p.mean(axis=1) >= 0.5) == y)),
+        }
+    p = np.asarray(pred).reshape(-1, val.n_sets).mean(axis=1)
+    return {"val_mae_ensemble": float(mean_absolute_error(val.targets, p))}

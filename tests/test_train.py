@@ -1,0 +1,165 @@
+"""Training end to end on a tiny cached cohort: outputs, determinism, resume after a kill, fine-tuning, MMSE."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = {
+    "task": "classify",
+    "init": "random",
+    "learning_rate": 1e-3,
+    "batch_size": 8,
+    "epochs": 2,
+    "patience": 5,
+    "bn_momentum": 0.9,
+    "fc_units": 16,
+    "seed": 3,
+    "intensity_range": [0, 3],
+}
+
+
+def train(tiny_cache, out: Path, column="n12", pretrained=None, **overrides) -> subprocess.CompletedProcess:
+    settings = {**SETTINGS, **overrides}
+    cmd = [
+        sys.executable,
+        "-m",
+        "adtransfer",
+        "train",
+        "--cache",
+        str(tiny_cache["cache"]),
+        "--splits",
+        str(tiny_cache["splits"]),
+        "--set",
+        column,
+        "--out",
+        str(out),
+        "--settings",
+        json.dumps(settings),
+        "--threads",
+        "2",
+        "--log",
+        str(out.parent / f"{out.name}.log"),
+    ]
+    if pretrained:
+        cmd += ["--pretrained", str(pretrained)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "fdg_n12"
+    train(tiny_cache, out)
+    return out
+
+
+def test_training_writes_model_history_metrics(trained, tiny_cache):
+    assert (trained / "model.keras").stat().st_size > 1_000_000
+    history = pd.read_csv(trained / "history.tsv", sep="\t")
+    assert history["epoch"].tolist() == [0, 1]
+    assert {"loss", "val_loss", "auc", "val_auc"} <= set(history.columns)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    splits = pd.read_csv(tiny_cache["splits"], sep="\t")
+    assert metrics["n_train"] == int((splits["n12"] == "train").sum())
+    assert metrics["n_val"] == int((splits["n12"] == "val").sum())
+    assert 0.0 <= metrics["val_auc_ensemble"] <= 1.0
+    assert not (trained / "work").exists()  # backups and checkpoints are removed after success
+    assert "training" in (trained.parent / "fdg_n12.log").read_text()
+
+
+def test_same_config_same_results(trained, tiny_cache, tmp_path):
+    again = tmp_path / "fdg_n12"
+    train(tiny_cache, again)
+    first, second = (json.loads((d / "metrics.json").read_text()) for d in (trained, again))
+    for key in ("val_auc_ensemble", "val_auc_mosaic", "val_accuracy_ensemble"):
+        assert first[key] == second[key]
+    h1, h2 = (pd.read_csv(d / "history.tsv", sep="\t") for d in (trained, again))
+    pd.testing.assert_frame_equal(h1, h2)
+
+
+def test_finetuning_and_mmse(trained, tiny_cache, tmp_path):
+    ft = tmp_path / "ecd_from_fdg"
+    train(tiny_cache, ft, pretrained=trained / "model.keras", fc_units=8, epochs=1)
+    metrics = json.loads((ft / "metrics.json").read_text())
+    assert metrics["pretrained"].endswith("model.keras")
+    mmse = tmp_path / "mmse"
+    train(tiny_cache, mmse, column="mmse_set", task="mmse", epochs=1)
+    m = json.loads((mmse / "metrics.json").read_text())
+    assert 0 <= m["val_mae_ensemble"] <= 30
+    assert "mae" in pd.read_csv(mmse / "history.tsv", sep="\t").columns
+
+
+def test_killed_run_resumes_from_its_last_epoch(tiny_cache, tmp_path):
+    out = tmp_path / "resume"
+    settings = {**SETTINGS, "epochs": 4}
+    cmd = [
+        sys.executable,
+        "-m",
+        "adtransfer",
+        "train",
+        "--cache",
+        str(tiny_cache["cache"]),
+        "--splits",
+        str(tiny_cache["splits"]),
+        "--set",
+        "n12",
+        "--out",
+        str(out),
+        "--settings",
+        json.dumps(settings),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    history = out / "work" / "history.tsv"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if history.exists() and len(history.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.keras").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    epochs_shown = [int(m) for m in re.findall(r"Epoch (\d+)/4", done.stdout + done.stderr)]
+    assert epochs_shown and min(epochs_shown) >= 3, epochs_shown  # resumed, not restarted
+    final = pd.read_csv(out / "history.tsv", sep="\t")
+    assert final["epoch"].tolist() == [0, 1, 2, 3]
+
+
+def test_single_class_training_set_is_refused(tiny_cache, tmp_path):
+    splits = pd.read_csv(tiny_cache["splits"], sep="\t", keep_default_na=False)
+    splits.loc[(splits["n12"] == "train") & (splits["diagnosis"] == "NC"), "n12"] = ""
+    bad = tmp_path / "splits.tsv"
+    splits.to_csv(bad, sep="\t", index=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "adtransfer",
+        "train",
+        "--cache",
+        str(tiny_cache["cache"]),
+        "--splits",
+        str(bad),
+        "--set",
+        "n12",
+        "--out",
+        str(tmp_path / "m"),
+        "--settings",
+        json.dumps(SETTINGS),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "single class" in proc.stderr and "Traceback" not in proc.stderr
