@@ -44,12 +44,12 @@ def test_training_jobs_are_gpu_tagged(tmp_path):
     proc = snakemake(
         tmp_path,
         ROOT / "config" / "paper.yaml",
+        "results/models/ecd/from_fdg_n100/metrics.json",  # before --resources, which takes several values
         "-n",
         "--resources",
         "gpu=1",
-        "results/models/ecd/from_fdg_n100/metrics.json",
     )
-    blocks = proc.stdout.split("\n\n")
+    blocks = re.split(r"\n\[\w{3} \w{3} ", proc.stdout)  # each job's listing starts with a timestamp line
     train_blocks = [b for b in blocks if re.search(r"rule (train_|finetune_)", b)]
     assert len(train_blocks) == 2
     for block in train_blocks:
@@ -159,3 +159,10 @@ def test_adding_a_subject_preprocesses_only_the_new_one(finished_run):
     finally:
         table_path.write_text(original)
         new_scan.unlink()
+
+
+def test_workstation_profile_is_picked_up_and_caps_gpu_jobs(tmp_path):
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["resources"] == {"gpu": 1}
+    proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n")
+    assert re.search(r"Using workflow specific profile \S*profiles/default", proc.stderr + proc.stdout)

@@ -110,7 +110,7 @@ def train_settings(cohort, task, finetune=False):
     modality = config["cohorts"][cohort]["modality"]
     units = TRAIN.get("fc_units_fdg", 256) if modality == "fdg_pet" else TRAIN.get("fc_units_ecd", 128)
     lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if finetune else TRAIN.get("learning_rate")
-    settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "bn_momentum", "augment_shift",
+    settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "early_stopping_start", "bn_momentum", "augment_shift",
                                       "augment_zoom", "max_memory_gb") if k in TRAIN}
     settings.update(task=task, learning_rate=lr, fc_units=units, seed=config["seed"],
                     intensity_range=INTENSITY[modality])
