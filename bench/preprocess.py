@@ -88,7 +88,7 @@ def workflow_route(table: Path, work: Path, jobs: int, size: int) -> float:
         ],
         check=True,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if "--verbose" not in sys.argv else None,
     )
     return time.perf_counter() - t0
 
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--size", type=int, default=96, help="mosaic size")
     ap.add_argument("--skip-workflow", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="show the workflow's output")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="adtransfer-bench-"))
     try:

@@ -166,3 +166,17 @@ def test_workstation_profile_is_picked_up_and_caps_gpu_jobs(tmp_path):
     assert profile["resources"] == {"gpu": 1}
     proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n")
     assert re.search(r"Using workflow specific profile \S*profiles/default", proc.stderr + proc.stdout)
+
+
+def test_data_only_config_with_own_cohort_names(tmp_path):
+    """Without `splits` the workflow stops at the caches, whatever the cohorts are called."""
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "seed": 1,
+            "mosaic": {"size": 96},
+            "cohorts": {"adni": {"modality": "fdg_pet", "synthetic": {"n_ad": 2, "n_nc": 2}}},
+        },
+    )
+    counts = job_counts(snakemake(tmp_path, cfg, "-n").stdout)
+    assert counts == {"synth_adni": 1, "validate": 1, "preprocess": 4, "cache": 1, "all": 1}, counts

@@ -107,6 +107,8 @@ def split_args(cohort):
 
 def train_settings(cohort, task, finetune=False):
     """JSON settings of one training job, from config `train` and `seed`."""
+    if cohort not in config["cohorts"]:  # no training grid in this config (no `splits`): rules stay unused
+        return "{}"
     modality = config["cohorts"][cohort]["modality"]
     units = TRAIN.get("fc_units_fdg", 256) if modality == "fdg_pet" else TRAIN.get("fc_units_ecd", 128)
     lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if finetune else TRAIN.get("learning_rate")
