@@ -130,6 +130,9 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
     from adtransfer.train import TrainSettings, train_model
 
     settings = TrainSettings.from_json(args.settings)
