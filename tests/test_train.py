@@ -30,8 +30,7 @@ SETTINGS = {
 }
 
 
-def train(tiny_cache, out: Path, column="n12", pretrained=None, **overrides) -> subprocess.CompletedProcess:
-    settings = {**SETTINGS, **overrides}
+def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, pretrained=None) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -40,21 +39,24 @@ def train(tiny_cache, out: Path, column="n12", pretrained=None, **overrides) -> 
         "--cache",
         str(tiny_cache["cache"]),
         "--splits",
-        str(tiny_cache["splits"]),
+        str(splits or tiny_cache["splits"]),
         "--set",
         column,
         "--out",
         str(out),
         "--settings",
-        json.dumps(settings),
+        json.dumps(settings or SETTINGS),
         "--threads",
         "2",
-        "--log",
-        str(out.parent / f"{out.name}.log"),
     ]
-    if pretrained:
-        cmd += ["--pretrained", str(pretrained)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return cmd + (["--pretrained", str(pretrained)] if pretrained else [])
+
+
+def train(tiny_cache, out: Path, column="n12", pretrained=None, **overrides) -> subprocess.CompletedProcess:
+    cmd = train_cmd(tiny_cache, out, column, {**SETTINGS, **overrides}, pretrained=pretrained)
+    proc = subprocess.run(
+        cmd + ["--log", str(out.parent / f"{out.name}.log")], capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
@@ -105,22 +107,7 @@ def test_finetuning_and_mmse(trained, tiny_cache, tmp_path):
 def test_killed_run_resumes_from_its_last_epoch(tiny_cache, tmp_path):
     out = tmp_path / "resume"
     settings = {**SETTINGS, "epochs": 4}
-    cmd = [
-        sys.executable,
-        "-m",
-        "adtransfer",
-        "train",
-        "--cache",
-        str(tiny_cache["cache"]),
-        "--splits",
-        str(tiny_cache["splits"]),
-        "--set",
-        "n12",
-        "--out",
-        str(out),
-        "--settings",
-        json.dumps(settings),
-    ]
+    cmd = train_cmd(tiny_cache, out, settings=settings)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     history = out / "work" / "history.tsv"
     deadline = time.time() + 600
@@ -145,21 +132,15 @@ def test_single_class_training_set_is_refused(tiny_cache, tmp_path):
     splits.loc[(splits["n12"] == "train") & (splits["diagnosis"] == "NC"), "n12"] = ""
     bad = tmp_path / "splits.tsv"
     splits.to_csv(bad, sep="\t", index=False)
-    cmd = [
-        sys.executable,
-        "-m",
-        "adtransfer",
-        "train",
-        "--cache",
-        str(tiny_cache["cache"]),
-        "--splits",
-        str(bad),
-        "--set",
-        "n12",
-        "--out",
-        str(tmp_path / "m"),
-        "--settings",
-        json.dumps(SETTINGS),
-    ]
+    cmd = train_cmd(tiny_cache, tmp_path / "m", splits=bad)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "single class" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_training_setting_is_refused():
+    from adtransfer.errors import InputError
+    from adtransfer.train import TrainSettings
+
+    assert TrainSettings.from_json(json.dumps(SETTINGS)).intensity_range == (0, 3)
+    with pytest.raises(InputError, match="learnig_rate"):
+        TrainSettings.from_json(json.dumps({**SETTINGS, "learnig_rate": 1e-3}))

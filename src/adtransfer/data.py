@@ -100,12 +100,16 @@ def make_dataset(
         ds = tf.data.Dataset.range(len(y))
         if shuffle:
             ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size).map(lambda i: (tf.gather(x16, i), tf.gather(y_t, i)),
-                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(batch_size).map(
+            lambda i: (tf.gather(x16, i), tf.gather(y_t, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
     else:
         ds = _streamed(samples, y, batch_size, shuffle, seed)
-    ds = ds.map(lambda x, t: ((tf.cast(x, tf.float32) - lo) * (2.0 / (hi - lo)) - 1.0, t),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(
+        lambda x, t: ((tf.cast(x, tf.float32) - lo) * (2.0 / (hi - lo)) - 1.0, t),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

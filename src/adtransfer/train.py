@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,16 +40,16 @@ class TrainSettings:
     seed: int = 42
     threads: int = 2
     max_memory_gb: float = 4.0
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, text: str) -> TrainSettings:
         raw = json.loads(text)
-        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
-        unknown = {k: v for k, v in raw.items() if k not in cls.__dataclass_fields__}
-        if "intensity_range" in known:
-            known["intensity_range"] = tuple(known["intensity_range"])
-        return cls(**known, extra=unknown)
+        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+        if unknown:  # a typo must not silently fall back to a default
+            raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
+        if "intensity_range" in raw:
+            raw["intensity_range"] = tuple(raw["intensity_range"])
+        return cls(**raw)
 
 
 def configure_tensorflow(seed: int, threads: int) -> None:
