@@ -36,9 +36,11 @@ def ecd_cohort(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> dict:
     """A preprocessed, cached and split 8 AD + 8 NC + 2 MCI FDG cohort at 76 px (the smallest mosaic)."""
+    from cohort_helpers import preprocess_table
+
     from adtransfer.cache import build_cache
     from adtransfer.cohort import validate_cohort
-    from adtransfer.preprocess import PreprocParams, preprocess_subject
+    from adtransfer.preprocess import PreprocParams
     from adtransfer.splits import make_splits, write_splits
 
     out = tmp_path_factory.mktemp("tiny_cache")
@@ -48,14 +50,7 @@ def tiny_cache(tmp_path_factory) -> dict:
         progress=False,
     )
     table = validate_cohort(out / "data" / "participants.tsv", progress=False)
-    for rec in table.itertuples():
-        preprocess_subject(
-            rec.path,
-            out / "preproc" / f"{rec.subject_id}.nii.gz",
-            PreprocParams("fdg_pet", CROP),
-            rec.subject_id,
-            sidecar=out / "preproc" / f"{rec.subject_id}.json",
-        )
+    preprocess_table(table, PreprocParams("fdg_pet", CROP), out / "preproc")
     table.drop(columns="row").to_csv(out / "cohort.tsv", sep="\t", index=False)
     build_cache(out / "cohort.tsv", out / "preproc", out / "cache.h5", size=76, modality="fdg_pet", cohort="t")
     splits = make_splits(table, {"AD": 2, "NC": 2}, [12], 0.25, seed=3, mmse_include_mci=True)

@@ -11,13 +11,14 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from cohort_helpers import preprocess_table
 
 from adtransfer.cache import build_cache, read_cache
 from adtransfer.cohort import validate_cohort
 from adtransfer.errors import InputError
 from adtransfer.grid import crop
 from adtransfer.mosaic import make_mosaics
-from adtransfer.preprocess import PreprocParams, preprocess_subject
+from adtransfer.preprocess import PreprocParams
 from adtransfer.templates import MNI_2MM, load_templates
 
 SIZE = 96  # a resized mosaic, as the models use (tile 24 px)
@@ -33,15 +34,7 @@ def prepared(fdg_cohort, crop_grid, tmp_path_factory) -> dict:
     df.drop(columns="row").to_csv(table, sep="\t", index=False)
     params = PreprocParams("fdg_pet", crop_grid)
     pre = work / "preproc"
-    volumes = {}
-    for rec in df.itertuples():
-        volumes[rec.subject_id] = preprocess_subject(
-            rec.path,
-            pre / f"{rec.subject_id}.nii.gz",
-            params,
-            rec.subject_id,
-            sidecar=pre / f"{rec.subject_id}.json",
-        )
+    volumes = preprocess_table(df, params, pre)
     out = work / "fdg.h5"
     build_cache(table, pre, out, SIZE, "fdg_pet", "fdg")
     return {"df": df, "table": table, "pre": pre, "out": out, "volumes": volumes, "params": params}

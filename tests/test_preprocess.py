@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from cohort_helpers import preprocess_table
 from nibabel.processing import resample_from_to, resample_to_output
 from PIL import Image
 
@@ -236,15 +237,7 @@ def _run_cohort(table: Path, work: Path, params: PreprocParams) -> dict:
     """validate_cohort -> preprocess_subject -> build_cache -> read_cache, as the workflow does."""
     df = validate_cohort(table, progress=False)
     pre = work / "preproc"
-    volumes = {}
-    for rec in df.itertuples():
-        volumes[rec.subject_id] = preprocess_subject(
-            rec.path,
-            pre / f"{rec.subject_id}.nii.gz",
-            params,
-            rec.subject_id,
-            sidecar=pre / f"{rec.subject_id}.json",
-        )
+    volumes = preprocess_table(df, params, pre)
     validated = work / "validated.tsv"
     df.drop(columns="row").to_csv(validated, sep="\t", index=False)
     build_cache(validated, pre, work / "cache.h5", MOSAIC, params.modality, "twin")
