@@ -12,16 +12,23 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/cache.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         expand("results/cache/{cohort}.h5", cohort=COHORTS),
         all_models(),
+        all_results(),
     default_target: True

@@ -142,6 +142,105 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.info("trained %s: %s", args.out, json.dumps(shown))
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from adtransfer.predict import predict_cohort
+
+    predict_cohort(args.model_dir, args.cache, args.splits, args.set, args.out, args.features, threads=args.threads)
+
+
+def cmd_baseline(args: argparse.Namespace) -> None:
+    from adtransfer.baseline import train_baseline
+
+    params = train_baseline(args.cache, args.splits, args.set, args.task, args.out, args.predictions, args.seed)
+    log.info(
+        "ROI %s baseline on %d training subjects, penalty %.3g -> %s",
+        args.task,
+        params["n_train"],
+        params["penalty"],
+        args.out,
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from adtransfer.evaluate import evaluate, read_predictions, write_json
+
+    threshold = args.threshold if args.threshold == "youden" else float(args.threshold)
+    metrics = evaluate(read_predictions(args.predictions), args.task, args.n_boot, args.seed, threshold)
+    metrics["model"] = args.name or args.predictions
+    write_json(metrics, args.out)
+    if args.task == "classify":
+        auc = metrics["auc"]["ensemble"]
+        log.info(
+            "%s: test AUC %.3f (%.3f-%.3f), accuracy %s",
+            metrics["model"],
+            auc["auc"],
+            auc["ci_low"],
+            auc["ci_high"],
+            metrics["at_threshold"]["accuracy"]["text"],
+        )
+    else:
+        log.info("%s: %s", metrics["model"], json.dumps(metrics.get("test", {})))
+
+
+def cmd_gradcam(args: argparse.Namespace) -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from adtransfer.explain import run_gradcam
+
+    summary = run_gradcam(
+        args.model_dir,
+        args.cache,
+        args.predictions,
+        args.layer,
+        args.out_dir,
+        args.examples_png,
+        args.means_png,
+        args.truth,
+        args.examples,
+        args.threads,
+    )
+    log.info("Grad-CAM %s: %s", args.model_dir, json.dumps(summary.get("ground_truth", summary["map_size"])))
+
+
+def cmd_explain_baseline(args: argparse.Namespace) -> None:
+    import h5py
+
+    from adtransfer.baseline import explain_baseline, load
+    from adtransfer.explain import crop_grid_of
+
+    with h5py.File(args.cache, "r") as h5:
+        crop_grid = crop_grid_of(dict(h5.attrs))
+    summary = explain_baseline(load(args.model), crop_grid, args.out_dir, args.png, args.truth)
+    log.info("ROI baseline explanation %s: %s", args.model, json.dumps(summary.get("ground_truth", {}).get("hits")))
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    from adtransfer.report import write_tables
+
+    for sentence in write_tables(args.results, args.sizes, args.out_dir, args.summary):
+        print(sentence)
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    from adtransfer import report
+
+    if args.kind == "roc":
+        report.roc_curves(args.results, args.sizes, args.role, args.out, args.dpi)
+    elif args.kind == "sample-size":
+        report.sample_size(args.results, args.sizes, args.out, args.dpi)
+    elif args.kind == "mmse":
+        report.mmse_scatter(args.results, args.sizes, args.out, args.dpi)
+    elif args.kind == "learning":
+        report.learning_curves(args.results, args.sizes, args.out, args.dpi)
+    elif args.kind == "tsne":
+        report.tsne(args.features, args.out, args.title, args.seed, args.perplexity, args.dpi)
+    log.info("wrote %s", args.out)
+
+
 # --- parser --------------------------------------------------------------------------------------------
 
 
@@ -227,6 +326,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", required=True, help="JSON training settings (see adtransfer.train.TrainSettings)")
     p.add_argument("--pretrained", help="fine-tune from this model.keras (new head)")
     p.add_argument("--threads", type=int, default=2)
+
+    sizes = {
+        "type": lambda v: [int(x) for x in v.split(",")],
+        "required": True,
+        "help": "the FDG pre-training sizes of the grid, comma-separated",
+    }
+
+    p = add("predict", cmd_predict, "Predict every subject of a cohort with one trained CNN (TensorFlow).")
+    p.add_argument("--model-dir", required=True, help="model folder (model.keras, metrics.json)")
+    p.add_argument("--cache", required=True)
+    p.add_argument("--splits", required=True)
+    p.add_argument("--set", required=True, help="the split column the model was trained on")
+    p.add_argument("--out", required=True, help="prediction table (TSV)")
+    p.add_argument("--features", required=True, help="FC-layer features (HDF5), for t-SNE")
+    p.add_argument("--threads", type=int, default=2)
+
+    p = add("baseline", cmd_baseline, "Fit the ROI baseline (logistic or ridge) on a split's training subjects.")
+    p.add_argument("--cache", required=True)
+    p.add_argument("--splits", required=True)
+    p.add_argument("--set", required=True, help="the split column of the matching CNN")
+    p.add_argument("--task", choices=["classify", "mmse"], required=True)
+    p.add_argument("--out", required=True, help="model JSON")
+    p.add_argument("--predictions", required=True, help="prediction table (TSV) of every subject")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("evaluate", cmd_evaluate, "Test-set metrics of one model from its prediction table.")
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--task", choices=["classify", "mmse"], required=True)
+    p.add_argument("--out", required=True, help="metrics JSON")
+    p.add_argument("--name", help="model name recorded in the JSON")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the AUC CI")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", default="0.5", help="P(AD) threshold, or 'youden' (chosen on validation)")
+
+    p = add("gradcam", cmd_gradcam, "Grad-CAM of a CNN on its test subjects, in 2D and back in 3D (TensorFlow).")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--cache", required=True)
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--layer", required=True, help="e.g. mixed10 (paper) or mixed7 (small inputs)")
+    p.add_argument("--out-dir", required=True, help="NIfTI maps, region table, summary JSON")
+    p.add_argument("--examples-png", required=True)
+    p.add_argument("--means-png", required=True)
+    p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
+    p.add_argument("--examples", type=int, default=2, help="example subjects per class")
+    p.add_argument("--threads", type=int, default=2)
+
+    p = add("explain-baseline", cmd_explain_baseline, "Coefficient brain map and region ranking of an ROI baseline.")
+    p.add_argument("--model", required=True, help="baseline model JSON")
+    p.add_argument("--cache", required=True, help="the cohort's cache (for the crop grid)")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--png", required=True)
+    p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
+
+    p = add("tables", cmd_tables, "Tables 3-4 with ROI baselines and DeLong tests, the MMSE table, the summary.")
+    p.add_argument("--results", required=True, help="results folder")
+    p.add_argument("--sizes", **sizes)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--summary", required=True, help="summary page (HTML)")
+
+    p = add("figure", cmd_figure, "One report figure from predictions and metrics.")
+    p.add_argument("kind", choices=["roc", "sample-size", "mmse", "learning", "tsne"])
+    p.add_argument("--results", default="results")
+    p.add_argument("--sizes", type=sizes["type"], default=[])
+    p.add_argument("--role", choices=["fdg", "ecd"], help="roc: which cohort")
+    p.add_argument("--features", help="tsne: features HDF5 from `predict`")
+    p.add_argument("--title", default="")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--perplexity", type=float, default=30.0)
+    p.add_argument("--dpi", type=int, default=120)
+    p.add_argument("--out", required=True)
     return parser
 
 

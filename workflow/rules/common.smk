@@ -14,6 +14,7 @@ sys.path.insert(0, SRC)
 # (quadrupled braces: both the f-string and Snakemake format the prefix)
 shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
+from adtransfer.catalog import grid as model_grid
 from adtransfer.cohort import read_participants
 from adtransfer.errors import InputError
 from adtransfer.synth import subject_ids
@@ -123,11 +124,48 @@ def model_files(folder):
     return {name: f"{folder}/{name}" for name in ("model.keras", "history.tsv", "metrics.json")}
 
 
+# --- evaluation, explanation, report --------------------------------------------------------------------
+
+# The model grid by name (src/adtransfer/catalog.py): CNNs and the ROI baseline beside each training set.
+MODELS = {m.name: m for m in model_grid(SIZES)} if SPLITS else {}
+ROLE_COHORT = {"fdg": FDG, "ecd": ECD}
+EVAL = config.get("evaluate", {})
+EXPLAIN = config.get("explain", {})
+FIGURE_DPI = config.get("figures", {}).get("dpi", 120)
+SIZES_ARG = ",".join(str(s) for s in SIZES)
+CNN_CLASSIFIERS = [m.name for m in MODELS.values() if m.kind == "cnn" and m.classify]
+BASELINES = [m.name for m in MODELS.values() if m.kind == "roi"]
+
+
+def model_of(wildcards):
+    return MODELS[wildcards.model]
+
+
+def cohort_of(model):
+    return ROLE_COHORT[MODELS[model].role]
+
+
+def truth_of(model):
+    """The generator's ground truth for a synthetic cohort (Grad-CAM and baseline checks); [] for real data."""
+    cohort = cohort_of(model)
+    return [f"{synth_dir(cohort)}/ground_truth.json"] if is_synthetic(cohort) else []
+
+
 def all_models():
-    """Every model of the grid; none when the config has no `splits` (data stages only)."""
+    """Every trained model of the grid; none when the config has no `splits` (data stages only)."""
+    return [f"results/models/{m}/metrics.json" for m, spec in MODELS.items() if spec.kind == "cnn"]
+
+
+def all_results():
+    """Everything the evaluation and report stages write."""
     if not SPLITS:
         return []
-    folders = [f"results/models/fdg/n{s}" for s in SIZES]
-    folders += [f"results/models/ecd/from_fdg_n{s}" for s in SIZES]
-    folders += ["results/models/ecd/scratch", "results/models/mmse/fdg", "results/models/mmse/ecd_from_fdg"]
-    return [f"{f}/metrics.json" for f in folders]
+    out = expand("results/metrics/{model}.json", model=MODELS)
+    out += expand("results/tables/{name}.{ext}", name=["table3_fdg", "table4_ecd", "delong", "mmse"], ext=["tsv", "md"])
+    out += ["results/summary.html", "results/figures/sample_size.png", "results/figures/mmse_scatter.png",
+            "results/figures/learning_curves.png"]
+    out += expand("results/figures/roc_{role}.png", role=["fdg", "ecd"])
+    out += expand("results/figures/tsne/{model}.png", model=CNN_CLASSIFIERS)
+    out += expand("results/explain/{model}/gradcam_summary.json", model=CNN_CLASSIFIERS)
+    out += expand("results/explain/{model}/explain_summary.json", model=BASELINES)
+    return out

@@ -1,0 +1,107 @@
+# Stage 7: explanations. Grad-CAM of each CNN classifier on its test subjects, in 2D and back in 3D on the MNI
+# grid [gpu=1]; t-SNE of the FC features; the ROI baselines' coefficient maps. On synthetic cohorts each is
+# checked against the generator's altered regions.
+
+
+rule gradcam:
+    input:
+        model="results/models/{model}/model.keras",
+        metrics="results/models/{model}/metrics.json",
+        cache=lambda wc: f"results/cache/{cohort_of(wc.model)}.h5",
+        predictions="results/predictions/{model}.tsv",
+        truth=lambda wc: truth_of(wc.model),
+    output:
+        summary="results/explain/{model}/gradcam_summary.json",
+        regions="results/explain/{model}/gradcam_regions.tsv",
+        maps=expand("results/explain/{{model}}/gradcam_{cls}.nii.gz", cls=["AD", "NC"]),
+        examples=report(
+            "results/figures/gradcam/{model}_examples.png",
+            caption="../report/gradcam_examples.rst",
+            category="4. Explanation",
+            subcategory="Grad-CAM",
+            labels={"model": "{model}", "figure": "test examples"},
+        ),
+        means=report(
+            "results/figures/gradcam/{model}_means.png",
+            caption="../report/gradcam_means.rst",
+            category="4. Explanation",
+            subcategory="Grad-CAM",
+            labels={"model": "{model}", "figure": "class means"},
+        ),
+    wildcard_constraints:
+        model=r"(fdg|ecd)/[A-Za-z0-9_]+",
+    params:
+        layer=EXPLAIN.get("gradcam_layer", "mixed10"),
+        examples=EXPLAIN.get("gradcam_examples", 2),
+        model_dir=lambda wc, input: os.path.dirname(input.model),
+        out_dir=lambda wc, output: os.path.dirname(output.summary),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+    threads: TRAIN_THREADS
+    resources:
+        gpu=1,
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "results/logs/gradcam/{model}.log",
+    benchmark:
+        "results/benchmarks/gradcam/{model}.tsv"
+    shell:
+        "python -m adtransfer gradcam --model-dir {params.model_dir} --cache {input.cache}"
+        " --predictions {input.predictions} --layer {params.layer} --out-dir {params.out_dir}"
+        " --examples-png {output.examples} --means-png {output.means} --examples {params.examples}"
+        " {params.truth} --threads {threads} --log {log}"
+
+
+rule tsne:
+    input:
+        "results/predictions/{model}.features.h5",
+    output:
+        report(
+            "results/figures/tsne/{model}.png",
+            caption="../report/tsne.rst",
+            category="4. Explanation",
+            subcategory="t-SNE",
+            labels={"model": "{model}"},
+        ),
+    params:
+        perplexity=EXPLAIN.get("tsne_perplexity", 30),
+        seed=config["seed"],
+        dpi=FIGURE_DPI,
+        title=lambda wc: f"t-SNE of FC features: {MODELS[wc.model].label}",
+    conda:
+        "../../envs/report.yaml"
+    log:
+        "results/logs/figures/tsne/{model}.log",
+    shell:
+        "python -m adtransfer figure tsne --features {input} --out {output} --title {params.title:q}"
+        " --seed {params.seed} --perplexity {params.perplexity} --dpi {params.dpi} --log {log}"
+
+
+rule explain_baseline:
+    input:
+        model="results/models/roi/{model}/model.json",
+        cache=lambda wc: f"results/cache/{cohort_of('roi/' + wc.model)}.h5",
+        truth=lambda wc: truth_of("roi/" + wc.model),
+    output:
+        summary="results/explain/roi/{model}/explain_summary.json",
+        table="results/explain/roi/{model}/coefficients.tsv",
+        nifti="results/explain/roi/{model}/coefficients.nii.gz",
+        png=report(
+            "results/figures/roi_coefficients/{model}.png",
+            caption="../report/roi_coefficients.rst",
+            category="4. Explanation",
+            subcategory="ROI baseline",
+            labels={"model": "roi/{model}"},
+        ),
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output.summary),
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+    conda:
+        "../../envs/report.yaml"
+    log:
+        "results/logs/explain/roi/{model}.log",
+    shell:
+        "python -m adtransfer explain-baseline --model {input.model} --cache {input.cache}"
+        " --out-dir {params.out_dir} --png {output.png} {params.truth} --log {log}"
