@@ -66,3 +66,28 @@ def test_streamed_shuffle_is_seeded_and_complete(tiny_cache):
         ]
     )
     np.testing.assert_allclose(np.sort(a), np.sort(in_order))
+
+
+@pytest.mark.parametrize("max_memory", [4e9, 0])
+def test_shuffle_order_is_a_function_of_seed_and_epoch(tiny_cache, max_memory):
+    """A run resumed at epoch e must see the batches an uninterrupted run sees at epoch e."""
+    from adtransfer.data import EpochCounter
+
+    splits = read_splits(tiny_cache["splits"])
+    train = select(tiny_cache["cache"], splits, "n12", "train", "classify")
+
+    def order(ds):
+        return np.concatenate([x.numpy().mean(axis=(1, 2, 3)) + 10 * y.numpy() for x, y in ds])
+
+    running = EpochCounter()
+    ds = make_dataset(train, (0.0, 3.0), 4, shuffle=True, seed=5, max_memory_bytes=max_memory, epoch=running)
+    epochs = []
+    for e in range(3):
+        running.variable.assign(e)
+        epochs.append(order(ds))
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
+    resumed = EpochCounter()
+    resumed.variable.assign(2)
+    ds2 = make_dataset(train, (0.0, 3.0), 4, shuffle=True, seed=5, max_memory_bytes=max_memory, epoch=resumed)
+    np.testing.assert_array_equal(order(ds2), epochs[2])
+    np.testing.assert_allclose(np.sort(epochs[1]), np.sort(epochs[0]))  # every mosaic once per epoch

@@ -78,6 +78,25 @@ def load_mosaics(samples: Samples, intensity_range: tuple[float, float]) -> np.n
     return scale(mos.reshape(-1, samples.size, samples.size, 1), intensity_range)
 
 
+class EpochCounter:
+    """The current epoch, set by a Keras callback and read by the input pipeline when it shuffles.
+
+    The shuffle order of epoch e is a function of (seed, e) alone, so a run resumed by BackupAndRestore at
+    epoch e sees the same batches as an uninterrupted run (tf.data's reshuffle_each_iteration would restart
+    its sequence at the first epoch).
+    """
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+
+    def callback(self):
+        import keras
+
+        return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: self.variable.assign(epoch))
+
+
 def make_dataset(
     samples: Samples,
     intensity_range: tuple[float, float],
@@ -85,26 +104,36 @@ def make_dataset(
     shuffle: bool,
     seed: int,
     max_memory_bytes: float = 4e9,
+    epoch: EpochCounter | None = None,
 ):
-    """A tf.data pipeline of (mosaic, target) batches."""
+    """A tf.data pipeline of (mosaic, target) batches; shuffled per epoch when `shuffle` (see EpochCounter)."""
     import tensorflow as tf
 
     y = samples.sample_targets()
     lo, hi = intensity_range
+    epoch = epoch or EpochCounter()
     if samples.nbytes() <= max_memory_bytes:
         # whole batches are gathered from one in-memory float16 tensor: a few batched ops per step instead of
         # per-sample slicing, so the input never costs the model more than a gather and a cast
         with h5py.File(samples.cache, "r") as h5:
             x16 = tf.constant(h5["mosaics"][samples.rows].reshape(-1, samples.size, samples.size, 1))
         y_t = tf.constant(y)
-        ds = tf.data.Dataset.range(len(y))
+        n = len(y)
         if shuffle:
-            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+            # the permutation is drawn when each epoch's iterator starts, from (seed, current epoch)
+            ds = tf.data.Dataset.from_tensors(tf.constant(n, tf.int64)).map(
+                lambda k: tf.random.experimental.stateless_shuffle(
+                    tf.range(k), seed=tf.stack([tf.constant(seed, tf.int64), epoch.variable.read_value()])
+                )
+            )
+            ds = ds.unbatch()
+        else:
+            ds = tf.data.Dataset.range(n)
         ds = ds.batch(batch_size).map(
             lambda i: (tf.gather(x16, i), tf.gather(y_t, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
     else:
-        ds = _streamed(samples, y, batch_size, shuffle, seed)
+        ds = _streamed(samples, y, batch_size, shuffle, seed, epoch)
     ds = ds.map(
         lambda x, t: ((tf.cast(x, tf.float32) - lo) * (2.0 / (hi - lo)) - 1.0, t),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -113,18 +142,16 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _streamed(samples: Samples, y: np.ndarray, batch_size: int, shuffle: bool, seed: int):
+def _streamed(samples: Samples, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, epoch: EpochCounter):
     """Batches read from the HDF5 file (one chunk per subject) when the mosaics do not fit in memory."""
     import tensorflow as tf
 
     size, n_sets = samples.size, samples.n_sets
-    epoch = [0]
 
     def batches():
         order = np.arange(samples.n)
         if shuffle:
-            np.random.default_rng([seed, epoch[0]]).shuffle(order)
-        epoch[0] += 1
+            np.random.default_rng([seed, int(epoch.variable.numpy())]).shuffle(order)
         with h5py.File(samples.cache, "r") as h5:
             mos = h5["mosaics"]
             for start in range(0, len(order), batch_size):

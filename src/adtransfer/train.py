@@ -73,7 +73,7 @@ def train_model(
 ) -> dict:
     """Train on rows `set_column == "train"`, validate on `== "val"`; write model.keras, history.tsv,
     metrics.json under out_dir and return the metrics."""
-    from adtransfer.data import make_dataset, select
+    from adtransfer.data import EpochCounter, make_dataset, select
     from adtransfer.splits import read_splits
 
     splits = read_splits(splits_path)
@@ -113,12 +113,16 @@ def train_model(
     models.compile_model(net, settings.task, settings.learning_rate)
 
     max_bytes = settings.max_memory_gb * 1e9
-    train_ds = make_dataset(train, settings.intensity_range, settings.batch_size, True, settings.seed, max_bytes)
+    epoch = EpochCounter()
+    train_ds = make_dataset(
+        train, settings.intensity_range, settings.batch_size, True, settings.seed, max_bytes, epoch=epoch
+    )
     val_ds = make_dataset(val, settings.intensity_range, settings.batch_size, False, settings.seed, max_bytes)
     # work files beside the outputs: kept across a killed run (BackupAndRestore), removed after success
     work = out / "work"
     work.mkdir(exist_ok=True)
     callbacks = [
+        epoch.callback(),  # before the others: the epoch's shuffle order is set when it begins
         keras.callbacks.BackupAndRestore(str(work / "backup")),
         keras.callbacks.ModelCheckpoint(str(work / "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(
