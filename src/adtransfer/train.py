@@ -63,6 +63,31 @@ def configure_tensorflow(seed: int, threads: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def seed_state_backup(path: str | os.PathLike):
+    """A Keras callback keeping the layers' random-number states (dropout, augmentation) beside BackupAndRestore,
+    which saves weights and optimizer but not these: a resumed run then draws what an uninterrupted one draws."""
+    import keras
+
+    path = Path(path)
+
+    class SeedStateBackup(keras.callbacks.Callback):
+        def _states(self):
+            return [v for v in self.model.variables if "seed_generator_state" in v.path]
+
+        def on_train_begin(self, logs=None):
+            if path.exists():
+                saved = np.load(path)
+                for i, v in enumerate(self._states()):
+                    v.assign(saved[f"s{i}"])
+
+        def on_epoch_end(self, epoch, logs=None):
+            with atomic_output(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, **{f"s{i}": np.asarray(v) for i, v in enumerate(self._states())})
+
+    return SeedStateBackup()
+
+
 def train_model(
     cache: str,
     splits_path: str,
@@ -124,6 +149,7 @@ def train_model(
     callbacks = [
         epoch.callback(),  # before the others: the epoch's shuffle order is set when it begins
         keras.callbacks.BackupAndRestore(str(work / "backup")),
+        seed_state_backup(work / "seed_states.npz"),
         keras.callbacks.ModelCheckpoint(str(work / "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(
             monitor="val_loss",
