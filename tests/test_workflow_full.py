@@ -1,0 +1,181 @@
+"""The whole workflow on a tiny config, training included: what reruns after a change, and an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from workflow_helpers import SNAKEFILE, job_counts, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "seed": 9,
+    "mosaic": {"size": 76},
+    "cohorts": {
+        "fdg": {"modality": "fdg_pet", "synthetic": {"n_ad": 6, "n_nc": 6, "n_mci": 1}},
+        "ecd": {"modality": "ecd_spect", "synthetic": {"n_ad": 5, "n_nc": 5}},
+    },
+    "splits": {
+        "fdg_cohort": "fdg",
+        "ecd_cohort": "ecd",
+        "fdg_test": {"AD": 2, "NC": 2},
+        "ecd_test": {"AD": 2, "NC": 2},
+        "pretrain_sizes": [8],
+        "val_fraction": 0.25,
+        "mmse_include_mci": True,
+    },
+    "train": {
+        "init": "random",
+        "learning_rate": 1e-3,
+        "finetune_learning_rate": 1e-4,
+        "batch_size": 8,
+        "epochs": 2,
+        "patience": 2,
+        "bn_momentum": 0.9,
+        "augment_shift": 0.0,
+        "augment_zoom": 0.0,
+        "fc_units_fdg": 16,
+        "fc_units_ecd": 8,
+        "threads": 1,
+    },
+    "evaluate": {"n_bootstrap": 200},
+    "explain": {"gradcam_layer": "mixed7", "gradcam_examples": 1, "tsne_perplexity": 3},
+    "figures": {"dpi": 60},
+}
+
+DATA_RULES = {"synth_fdg", "synth_ecd", "validate", "preprocess", "cache", "split"}
+TRAIN_RULES = {"train_fdg", "finetune_ecd", "train_ecd_scratch", "train_mmse_fdg", "finetune_mmse_ecd"}
+
+
+def _config(work: Path, **changes) -> Path:
+    cfg = json.loads(json.dumps(TINY))
+    for key, value in changes.items():
+        section, name = key.split("__")
+        cfg[section][name] = value
+    return write_config(work / f"tiny_{len(changes)}.yaml", cfg)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("full")
+    cfg = _config(work)
+    snakemake(work, cfg, timeout=2400)
+    return work, cfg
+
+
+def test_full_run_writes_every_result(full_run):
+    work, _ = full_run
+    res = work / "results"
+    for path in [
+        "tables/table3_fdg.tsv",
+        "tables/table4_ecd.md",
+        "tables/mmse.tsv",
+        "summary.html",
+        "figures/roc_fdg.png",
+        "figures/roc_ecd.png",
+        "figures/sample_size.png",
+        "figures/mmse_scatter.png",
+        "figures/learning_curves.png",
+        "figures/tsne/ecd/scratch.png",
+        "explain/fdg/n8/gradcam_AD.nii.gz",
+        "explain/roi/ecd/nall/coefficients.nii.gz",
+        "predictions/roi/mmse/fdg.tsv",
+    ]:
+        assert (res / path).stat().st_size > 0, path
+    summary = json.loads((res / "explain/fdg/n8/gradcam_summary.json").read_text())
+    assert summary["layer"] == "mixed7" and "ratio" in summary["ground_truth"]
+    assert "Which model wins" in (res / "summary.html").read_text()
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(SNAKEFILE),
+            "--configfile",
+            str(full_run[1]),
+            "--report",
+            "results/report.html",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (res / "report.html").stat().st_size > 100_000
+
+
+def test_nothing_to_do_after_the_full_run(full_run):
+    work, cfg = full_run
+    proc = snakemake(work, cfg, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_a_training_parameter_retrains_but_keeps_the_data(full_run):
+    work, _ = full_run
+    proc = snakemake(work, _config(work, train__learning_rate=5e-4), "-n")
+    rules = set(job_counts(proc.stdout))
+    assert {"train_fdg", "train_ecd_scratch", "train_mmse_fdg"} <= rules
+    assert {"predict", "evaluate", "tables"} <= rules
+    assert not rules & DATA_RULES, rules
+
+
+def test_changing_a_figure_setting_redraws_only_figures(full_run):
+    work, _ = full_run
+    proc = snakemake(work, _config(work, figures__dpi=72), "-n")
+    rules = set(job_counts(proc.stdout)) - {"all"}
+    assert rules and all(r.startswith("figure_") or r == "tsne" for r in rules), rules
+
+
+def test_interrupted_run_finishes_with_the_same_results(full_run, tmp_path):
+    """Kill Snakemake while a model trains, rerun with --rerun-incomplete: the same model as without the kill."""
+    work, cfg = full_run
+    copy = tmp_path / "copy"
+    shutil.copytree(work, copy, symlinks=True)
+    target = copy / "results/models/ecd/scratch"
+    before = json.loads((target / "metrics.json").read_text())
+    shutil.rmtree(target)  # this model is still to be trained when the run is interrupted
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(copy),
+        "--cores",
+        "2",
+        "--configfile",
+        str(cfg),
+    ]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    log = copy / "results/logs/train/ecd_scratch.log"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "training" in log.read_text():  # the job is in Keras, before its first epoch ends
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not (target / "metrics.json").exists()  # no half-written outputs left
+    done = snakemake(copy, cfg, "--rerun-incomplete", timeout=1200)
+    assert re.search(r"rule train_ecd_scratch", done.stdout + done.stderr)
+    after = json.loads((target / "metrics.json").read_text())
+    for key in ("val_auc_ensemble", "val_accuracy_ensemble", "epochs_run"):
+        assert after[key] == before[key], (key, before[key], after[key])
+    assert (copy / "results/tables/table4_ecd.tsv").exists()
