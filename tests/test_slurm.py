@@ -15,16 +15,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import yaml
 from slurm_cluster import slurm_cluster_fixture
-from workflow_helpers import ROOT, SNAKEFILE, job_counts, snakemake, write_config
+from workflow_helpers import ROOT, SNAKEFILE, TRAIN_RULES, job_counts, snakemake, tiny_training_config, write_config
 
 from adtransfer.synth import CohortSpec, generate_cohort
 
 pytestmark = pytest.mark.slow
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
-TRAIN_RULES = {"train_fdg", "finetune_ecd", "train_ecd_scratch", "train_mmse_fdg", "finetune_mmse_ecd"}
 # The local reference trains the transfer chain only (FDG pre-training -> ECD fine-tuning): on 2 cores every
 # extra model costs ~1 min, and these two already cover a model handed from one job to the next.
 REFERENCE_MODELS = ["fdg/n8", "ecd/from_fdg_n8"]
@@ -32,38 +30,9 @@ TIMEOUT = 1500
 
 
 def reduced_config() -> dict:
-    """The shipped config, scaled down: the smallest cohorts and grid with every stage, 1 epoch, 1 thread."""
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg.update(
-        seed=7,
-        mosaic={"size": 76},
-        cohorts={
-            "fdg": {"modality": "fdg_pet", "synthetic": {"n_ad": 6, "n_nc": 6}},
-            "ecd": {"modality": "ecd_spect", "synthetic": {"n_ad": 5, "n_nc": 5}},
-        },
-        splits={
-            "fdg_cohort": "fdg",
-            "ecd_cohort": "ecd",
-            "fdg_test": {"AD": 2, "NC": 2},
-            "ecd_test": {"AD": 2, "NC": 2},
-            "pretrain_sizes": [8],
-            "val_fraction": 0.25,
-            "mmse_include_mci": False,
-            "mmse_min": 0,
-        },
-    )
-    cfg["train"].update(
-        init="random",
-        learning_rate=1e-3,
-        finetune_learning_rate=1e-4,
-        batch_size=8,
-        epochs=1,
-        patience=1,
-        early_stopping_start=0,
-        augment_shift=0.0,
-        augment_zoom=0.0,
-        threads=1,
-    )
+    """The tests' tiny training config at 1 epoch: every stage runs, and SLURM's per-job overhead dominates."""
+    cfg = tiny_training_config(seed=7)
+    cfg["train"]["epochs"] = 1
     return cfg
 
 

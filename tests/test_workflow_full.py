@@ -13,51 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import SNAKEFILE, job_counts, snakemake, write_config
+from workflow_helpers import SNAKEFILE, job_counts, snakemake, tiny_training_config, write_config
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "seed": 9,
-    "mosaic": {"size": 76},
-    "cohorts": {
-        "fdg": {"modality": "fdg_pet", "synthetic": {"n_ad": 6, "n_nc": 6, "n_mci": 1}},
-        "ecd": {"modality": "ecd_spect", "synthetic": {"n_ad": 5, "n_nc": 5}},
-    },
-    "splits": {
-        "fdg_cohort": "fdg",
-        "ecd_cohort": "ecd",
-        "fdg_test": {"AD": 2, "NC": 2},
-        "ecd_test": {"AD": 2, "NC": 2},
-        "pretrain_sizes": [8],
-        "val_fraction": 0.25,
-        "mmse_include_mci": True,
-    },
-    "train": {
-        "init": "random",
-        "learning_rate": 1e-3,
-        "finetune_learning_rate": 1e-4,
-        "batch_size": 8,
-        "epochs": 2,
-        "patience": 2,
-        "bn_momentum": 0.9,
-        "augment_shift": 0.0,
-        "augment_zoom": 0.0,
-        "fc_units_fdg": 16,
-        "fc_units_ecd": 8,
-        "threads": 1,
-    },
-    "evaluate": {"n_bootstrap": 200},
-    "explain": {"gradcam_layer": "mixed7", "gradcam_examples": 1, "tsne_perplexity": 3},
-    "figures": {"dpi": 60},
-}
-
 DATA_RULES = {"synth_fdg", "synth_ecd", "validate", "preprocess", "cache", "split"}
-TRAIN_RULES = {"train_fdg", "finetune_ecd", "train_ecd_scratch", "train_mmse_fdg", "finetune_mmse_ecd"}
 
 
 def _config(work: Path, **changes) -> Path:
-    cfg = json.loads(json.dumps(TINY))
+    cfg = tiny_training_config()
     for key, value in changes.items():
         section, name = key.split("__")
         cfg[section][name] = value

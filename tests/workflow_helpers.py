@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import subprocess
@@ -12,6 +13,50 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
+
+
+TRAIN_RULES = {"train_fdg", "finetune_ecd", "train_ecd_scratch", "train_mmse_fdg", "finetune_mmse_ecd"}
+
+# The smallest config that runs every stage, training included, in a few minutes on 2 cores.
+_TINY_TRAINING = {
+    "seed": 9,
+    "mosaic": {"size": 76},
+    "cohorts": {
+        "fdg": {"modality": "fdg_pet", "synthetic": {"n_ad": 6, "n_nc": 6, "n_mci": 1}},
+        "ecd": {"modality": "ecd_spect", "synthetic": {"n_ad": 5, "n_nc": 5}},
+    },
+    "splits": {
+        "fdg_cohort": "fdg",
+        "ecd_cohort": "ecd",
+        "fdg_test": {"AD": 2, "NC": 2},
+        "ecd_test": {"AD": 2, "NC": 2},
+        "pretrain_sizes": [8],
+        "val_fraction": 0.25,
+        "mmse_include_mci": True,
+    },
+    "train": {
+        "init": "random",
+        "learning_rate": 1e-3,
+        "finetune_learning_rate": 1e-4,
+        "batch_size": 8,
+        "epochs": 2,
+        "patience": 2,
+        "bn_momentum": 0.9,
+        "augment_shift": 0.0,
+        "augment_zoom": 0.0,
+        "fc_units_fdg": 16,
+        "fc_units_ecd": 8,
+        "threads": 1,
+    },
+    "evaluate": {"n_bootstrap": 200},
+    "explain": {"gradcam_layer": "mixed7", "gradcam_examples": 1, "tsne_perplexity": 3},
+    "figures": {"dpi": 60},
+}
+
+
+def tiny_training_config(**overrides) -> dict:
+    """A fresh copy of the tiny training config, with top-level sections replaced by `overrides`."""
+    return {**copy.deepcopy(_TINY_TRAINING), **copy.deepcopy(overrides)}
 
 
 def write_config(path: Path, config: dict) -> Path:

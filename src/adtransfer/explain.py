@@ -134,15 +134,10 @@ def run_gradcam(
     from adtransfer.evaluate import read_predictions, subset
     from adtransfer.figures import overlay_rows
     from adtransfer.io import save_nifti
-    from adtransfer.predict import model_settings
+    from adtransfer.predict import load_trained
     from adtransfer.templates import MNI_2MM, load_templates
-    from adtransfer.train import configure_tensorflow
 
-    settings = model_settings(model_dir)
-    configure_tensorflow(0, threads)
-    import keras
-
-    net = keras.saving.load_model(Path(model_dir) / "model.keras", compile=False)
+    net, settings = load_trained(model_dir, threads)
     try:
         net.get_layer(layer)
     except ValueError:

@@ -41,6 +41,17 @@ def model_settings(model_dir: str | os.PathLike) -> dict:
     }
 
 
+def load_trained(model_dir: str | os.PathLike, threads: int = 2):
+    """A trained model (TensorFlow set up for this job) and the settings prediction needs."""
+    from adtransfer.train import configure_tensorflow
+
+    settings = model_settings(model_dir)
+    configure_tensorflow(0, threads)
+    import keras
+
+    return keras.saving.load_model(Path(model_dir) / "model.keras", compile=False), settings
+
+
 def split_membership(splits: pd.DataFrame, set_column: str) -> pd.Series:
     """Per subject: "test", "train", "val" or "" (not used by a model trained on `set_column`)."""
     if set_column not in splits.columns:
@@ -61,13 +72,9 @@ def predict_cohort(
     threads: int = 2,
     chunk_subjects: int = 64,
 ) -> pd.DataFrame:
-    from adtransfer.train import configure_tensorflow
-
-    settings = model_settings(model_dir)
-    configure_tensorflow(0, threads)
     import keras
 
-    net = keras.saving.load_model(Path(model_dir) / "model.keras", compile=False)
+    net, settings = load_trained(model_dir, threads)
     # one pass gives both the prediction and the FC features
     probe = keras.Model(net.input, [net.output, net.get_layer(FEATURES_LAYER).output])
     member = split_membership(read_splits(splits_path), set_column)
