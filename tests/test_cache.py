@@ -223,3 +223,20 @@ def test_parallel_build_equals_serial(prepared, cache, tmp_path):
     np.testing.assert_array_equal(par["mosaics"], cache["mosaics"])
     np.testing.assert_array_equal(par["roi"], cache["roi"])
     np.testing.assert_array_equal(par["subject_id"], cache["subject_id"])
+
+
+def test_regional_means_come_from_each_subjects_preprocessing(prepared, tmp_path):
+    """The cache gathers the features the preprocess job computed; a sidecar without them is refused."""
+    import json
+    import shutil
+
+    pre = tmp_path / "preproc"
+    shutil.copytree(prepared["pre"], pre)
+    sid = prepared["df"]["subject_id"].iloc[2]
+    meta = json.loads((pre / f"{sid}.json").read_text())
+    assert len(meta["roi_means"]) == len(read_cache(prepared["out"], with_mosaics=False)["regions"])
+    del meta["roi_means"]
+    (pre / f"{sid}.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=f"{sid}.json: no regional means"):
+        build_cache(prepared["table"], pre, tmp_path / "c.h5", SIZE, "fdg_pet", "fdg")
+    assert not (tmp_path / "c.h5").exists()

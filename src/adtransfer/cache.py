@@ -5,7 +5,8 @@ Layout of results/cache/{cohort}.h5 (N subjects, mosaics of S x S pixels):
     subject_id, diagnosis, sex, site, sha256   (N,) strings
     label       (N,) int8: AD 1, NC 0, MCI -1
     mmse, age   (N,) float32, NaN where unknown
-    roi         (N, R) float32 regional means (AAL3) of the preprocessed volume; attrs["regions"] names them
+    roi         (N, R) float32 regional means (AAL3) of the preprocessed volume, from each subject's sidecar
+                (computed by its preprocess job); attrs["regions"] names them
 attributes: cohort, modality, mosaic_size, params_hash (preprocessing), crop grid, versions (JSON).
 """
 
@@ -27,7 +28,6 @@ from adtransfer.errors import InputError
 from adtransfer.grid import Grid
 from adtransfer.io import atomic_output
 from adtransfer.mosaic import N_SETS, make_mosaics
-from adtransfer.roi import regional_means
 
 LABELS = {"AD": 1, "NC": 0, "MCI": -1}
 STRING_COLUMNS = ("subject_id", "diagnosis", "sex", "site", "sha256")
@@ -48,12 +48,12 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _load_subject(args: tuple[str, str, int]) -> tuple[np.ndarray, np.ndarray, dict]:
+def _load_subject(args: tuple[str, str, int]) -> tuple[np.ndarray, dict]:
     nii, sidecar, size = args
     img = nib.load(nii)
     volume = np.asarray(img.dataobj, dtype=np.float32)
     meta = json.loads(Path(sidecar).read_text())
-    return make_mosaics(volume, size), volume, {"affine": img.affine, **meta}
+    return make_mosaics(volume, size), {"affine": img.affine, **meta}
 
 
 def build_cache(
@@ -87,7 +87,7 @@ def build_cache(
         pool = ProcessPoolExecutor(workers) if workers > 1 else None
         results = pool.map(_load_subject, jobs, chunksize=8) if pool else map(_load_subject, jobs)
         try:
-            for i, (mos, volume, meta) in enumerate(results):
+            for i, (mos, meta) in enumerate(results):
                 sid = df["subject_id"].iat[i]
                 if meta.get("input_sha256") != df["sha256"].iat[i]:
                     raise InputError(
@@ -99,11 +99,15 @@ def build_cache(
                     g = meta["params"]["crop_grid"]
                     grid = Grid(tuple(g["shape"]), g["voxel_mm"], tuple(g["origin_mm"]))
                 mosaics[i] = mos.astype(np.float16)
-                feats, names = regional_means(volume[None], grid)
+                feats = meta.get("roi_means")
+                if not feats:
+                    raise InputError(f"{jobs[i][1]}: no regional means in the sidecar; rerun preprocessing")
                 if roi is None:
-                    roi = np.empty((n, feats.shape[1]), np.float32)
-                    regions = names
-                roi[i] = feats[0]
+                    regions = list(feats)
+                    roi = np.empty((n, len(regions)), np.float32)
+                if list(feats) != regions:
+                    raise InputError(f"{jobs[i][1]}: regional means of other regions than the cohort's first subject")
+                roi[i] = list(feats.values())
                 if (i + 1) % 100 == 0 or i + 1 == n:
                     print(f"cache {cohort}: {i + 1}/{n} subjects", file=sys.stderr, flush=True)
         finally:

@@ -245,6 +245,10 @@ def preprocess_subject(
 
         qc_mosaic_png(data, qc_png, params.modality, title=subject or Path(in_file).name)
     if sidecar:
+        from adtransfer.roi import regional_means
+
+        # the ROI baseline's features, computed here so that a changed scan recomputes only its own
+        means, regions = regional_means(data[None], params.crop_grid)
         meta = {
             "subject_id": subject,
             "input": str(in_file),
@@ -253,6 +257,7 @@ def preprocess_subject(
             "params_hash": params.digest(),
             "adtransfer": __version__,
             "stats": {"min": float(data.min()), "max": float(data.max()), "mean": float(data.mean())},
+            "roi_means": dict(zip(regions, means[0].astype(float).tolist(), strict=True)),
         }
         write_text(sidecar, json.dumps(meta, indent=2, default=str) + "\n")
     return data
