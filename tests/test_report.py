@@ -116,3 +116,26 @@ def test_figures_are_written(results, tmp_path):
     for name in ("roc", "size", "mmse", "learn"):
         data = (tmp_path / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_explanation_table_puts_gradcam_beside_the_baseline(results):
+    root, _ = results
+    for m in grid(SIZES):
+        folder = root / "explain" / m.name
+        folder.mkdir(parents=True, exist_ok=True)
+        top = {"k": 10, "hits": 7 if m.kind == "roi" else 2, "regions": ["Precuneus_L"] * 10}
+        if m.kind == "cnn" and m.classify:
+            summary = {"layer": "mixed7", "map_size": [4, 4], "ground_truth": {"ratio": 1.3, "top_regions": top}}
+            (folder / "gradcam_summary.json").write_text(json.dumps(summary))
+        elif m.kind == "roi":
+            (folder / "explain_summary.json").write_text(json.dumps({"ground_truth": top}))
+    table = report.explanation_table(root, SIZES)
+    cnn = table[table["explanation"].str.startswith("Grad-CAM")]
+    roi = table[table["explanation"] == "standardized coefficients"]
+    assert len(cnn) == 2 * len(SIZES) + 1 and len(roi) == len(SIZES) + 1 + 2  # + the two MMSE ridges
+    assert (cnn["mass in altered regions / chance"] == 1.3).all() and roi[
+        "mass in altered regions / chance"
+    ].isna().all()
+    assert (roi["altered among top 10 regions"] == 7).all()
+    report.write_table(table, root / "tables", "explanations")
+    assert "nan" not in (root / "tables" / "explanations.md").read_text()

@@ -144,6 +144,7 @@ def write_table(df: pd.DataFrame, out_dir: Path, name: str) -> None:
     with atomic_output(out_dir / f"{name}.tsv") as tmp:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
     shown = df.drop(columns=[c for c in ("kind", "auc", "auc_ci_low", "auc_ci_high") if c in df.columns])
+    shown = shown.astype(object).where(shown.notna(), None)  # empty cells, not "nan"
     write_text(out_dir / f"{name}.md", shown.to_markdown(index=False, floatfmt=".3g", missingval="") + "\n")
 
 
@@ -312,3 +313,34 @@ def tsne(
         diagnosis = h5["diagnosis"].asstr()[()]
         split = h5["split"].asstr()[()]
     figures.tsne_figure(feats, np.asarray(diagnosis), np.asarray(split), path, title, seed, perplexity, dpi)
+
+
+def explanation_table(results_dir: str | os.PathLike, sizes: list[int]) -> pd.DataFrame:
+    """Grad-CAM of each CNN classifier beside each ROI baseline's coefficients: what each model looks at, and on
+    a synthetic cohort how much of it falls on the regions the generator altered."""
+    res = Results(results_dir, sizes)
+    rows = []
+    for m in res.models:
+        if m.kind == "cnn" and m.classify:
+            s = json.loads((res.root / "explain" / m.name / "gradcam_summary.json").read_text())
+            what = f"Grad-CAM {s['layer']} ({s['map_size'][0]}x{s['map_size'][1]} map)"
+            truth = s.get("ground_truth", {})
+            top = truth.get("top_regions", {})
+            ratio = truth.get("ratio")
+        elif m.kind == "roi":
+            s = json.loads((res.root / "explain" / m.name / "explain_summary.json").read_text())
+            what = "standardized coefficients"
+            top, ratio = s.get("ground_truth", {}), None
+        else:
+            continue
+        rows.append(
+            {
+                "model": m.label,
+                "task": m.task,
+                "explanation": what,
+                "mass in altered regions / chance": ratio,
+                "altered among top 10 regions": top.get("hits"),
+                "top regions": ", ".join(top.get("regions", [])[:5]),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -168,4 +168,5 @@ def all_results():
     out += expand("results/figures/tsne/{model}.png", model=CNN_CLASSIFIERS)
     out += expand("results/explain/{model}/gradcam_summary.json", model=CNN_CLASSIFIERS)
     out += expand("results/explain/{model}/explain_summary.json", model=BASELINES)
+    out += ["results/tables/explanations.tsv"]
     return out

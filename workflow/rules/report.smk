@@ -111,3 +111,27 @@ rule figure_learning_curves:
     shell:
         "python -m adtransfer figure learning --results results --sizes {params.sizes} --dpi {params.dpi}"
         " --out {output} --log {log}"
+
+
+rule explanations_table:
+    input:
+        expand("results/explain/{model}/gradcam_summary.json", model=CNN_CLASSIFIERS),
+        expand("results/explain/{model}/explain_summary.json", model=BASELINES),
+    output:
+        tsv=report(
+            "results/tables/explanations.tsv",
+            caption="../report/explanations.rst",
+            category="4. Explanation",
+            subcategory="Against the ground truth",
+        ),
+        md="results/tables/explanations.md",
+    params:
+        sizes=SIZES_ARG,
+        out_dir=lambda wc, output: os.path.dirname(output.md),
+    conda:
+        "../../envs/report.yaml"
+    log:
+        "results/logs/report/explanations.log",
+    shell:
+        "python -m adtransfer tables --explanations --results results --sizes {params.sizes}"
+        " --out-dir {params.out_dir} --log {log}"
