@@ -57,8 +57,11 @@ def configure_tensorflow(seed: int, threads: int) -> None:
     import keras
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran in this process (a second call, in tests): keep its threads
+        log.debug("TensorFlow is initialized; thread settings unchanged")
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
