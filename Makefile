@@ -38,6 +38,7 @@ lint: install
 
 bench: install
 	python bench/preprocess.py
+	python bench/bootstrap.py
 
 clean:
 	rm -rf results/* .snakemake
