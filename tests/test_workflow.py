@@ -37,6 +37,11 @@ def test_paper_config_dry_run(tmp_path):
     assert counts["train_ecd_scratch"] == 1
     assert counts["train_mmse_fdg"] == 1 and counts["finetune_mmse_ecd"] == 1
     assert counts["split"] == 2
+    # every CNN predicts (13) and every classifier is explained (11); an ROI baseline beside each training set:
+    # 5 FDG sizes, the ECD set, FDG and ECD MMSE (8); one evaluation per model (21)
+    assert counts["predict"] == 13 and counts["gradcam"] == 11 and counts["tsne"] == 11
+    assert counts["train_baseline"] == 8 and counts["explain_baseline"] == 8 and counts["evaluate"] == 21
+    assert counts["tables"] == 1 and counts["figure_roc"] == 2
 
 
 def test_training_jobs_are_gpu_tagged(tmp_path):
