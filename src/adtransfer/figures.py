@@ -160,7 +160,7 @@ def overlay_rows(
             ax.imshow(images[j], cmap="gray")
             if maps is not None:
                 mappable = ax.imshow(maps[j], cmap=cmap, alpha=0.45, vmin=vmin, vmax=vmax)
-            ax.set_title(f"{label} | set {j + 1}" if len(images) > 1 else label, fontsize=7)
+            ax.set_title(" | ".join(filter(None, [label, f"set {j + 1}" if len(images) > 1 else ""])), fontsize=7)
     if mappable is not None:
         fig.colorbar(mappable, ax=axes, shrink=0.6, label=cbar_label)
     fig.suptitle(title, fontsize=9)
