@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,47 @@ def test_unknown_modality_is_a_usage_error(tmp_path):
     table = make_cohort(tmp_path)
     proc = run_cli("validate", table, "--modality", "mri")
     assert_clean_failure(proc, "unknown modality 'mri'")
+
+
+def test_baseline_evaluate_and_explain_steps_do_not_import_tensorflow(tiny_cache, tmp_path):
+    """The ROI baseline, evaluation and its explanation run in the data environment: no TensorFlow import."""
+    model, pred, metrics = tmp_path / "m.json", tmp_path / "p.tsv", tmp_path / "metrics.json"
+    steps = [
+        [
+            "baseline",
+            "--cache",
+            str(tiny_cache["cache"]),
+            "--splits",
+            str(tiny_cache["splits"]),
+            "--set",
+            "n12",
+            "--task",
+            "classify",
+            "--out",
+            str(model),
+            "--predictions",
+            str(pred),
+        ],
+        ["evaluate", "--predictions", str(pred), "--task", "classify", "--out", str(metrics), "--n-boot", "200"],
+        [
+            "explain-baseline",
+            "--model",
+            str(model),
+            "--cache",
+            str(tiny_cache["cache"]),
+            "--out-dir",
+            str(tmp_path / "explain"),
+            "--png",
+            str(tmp_path / "coef.png"),
+        ],
+    ]
+    code = (
+        "import json, sys; from adtransfer.cli import main\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    assert main(argv) == 0, argv\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(steps)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(metrics.read_text())["n_test"] == 4
+    assert (tmp_path / "explain" / "coefficients.nii.gz").exists()
