@@ -221,15 +221,16 @@ def cmd_explain_baseline(args: argparse.Namespace) -> None:
 def cmd_tables(args: argparse.Namespace) -> None:
     from adtransfer.report import write_tables
 
-    if args.explanations:
-        from pathlib import Path
-
-        from adtransfer.report import explanation_table, write_table
-
-        write_table(explanation_table(args.results, args.sizes), Path(args.out_dir), "explanations")
-        return
     for sentence in write_tables(args.results, args.sizes, args.out_dir, args.summary):
         print(sentence)
+
+
+def cmd_explanations(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from adtransfer.report import explanation_table, write_table
+
+    write_table(explanation_table(args.results, args.sizes), Path(args.out_dir), "explanations")
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
@@ -390,12 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="results folder")
     p.add_argument("--sizes", **sizes)
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--summary", help="summary page (HTML)")
-    p.add_argument(
-        "--explanations",
-        action="store_true",
-        help="write only explanations.tsv/.md (Grad-CAM and ROI coefficients against the ground truth)",
-    )
+    p.add_argument("--summary", required=True, help="summary page (HTML)")
+
+    p = add("explanations", cmd_explanations, "Grad-CAM and ROI coefficients against the ground truth, one table.")
+    p.add_argument("--results", required=True, help="results folder")
+    p.add_argument("--sizes", **sizes)
+    p.add_argument("--out-dir", required=True, help="writes explanations.tsv and .md here")
 
     p = add("figure", cmd_figure, "One report figure from predictions and metrics.")
     p.add_argument("kind", choices=["roc", "sample-size", "mmse", "learning", "tsne"])

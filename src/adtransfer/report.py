@@ -76,12 +76,11 @@ def paper_row(m: Model, metrics: dict) -> dict:
 
 
 def delong_p(res: Results, a: Model, b: Model) -> dict:
-    """DeLong test of a vs b on their common test subjects."""
+    """DeLong test of a vs b, which must have been tested on the same subjects."""
     sa, sb = res.test_scores(a), res.test_scores(b)
-    common = sa.index.intersection(sb.index)
     if not sa.index.equals(sb.index):
         raise ValueError(f"{a.name} and {b.name} were not tested on the same subjects")
-    return delong_test(sa.loc[common, "target"].to_numpy(int), sa.loc[common, "ensemble"], sb.loc[common, "ensemble"])
+    return delong_test(sa["target"].to_numpy(int), sa["ensemble"], sb["ensemble"])
 
 
 def classification_tables(res: Results) -> dict[str, pd.DataFrame]:

@@ -98,7 +98,7 @@ def split_args(cohort):
     if SPLITS.get(f"{key}_test_file"):
         args.append(f"--test-file {SPLITS[f'{key}_test_file']}")
     else:
-        args.append(f"--test-counts '{json.dumps(SPLITS[key + '_test'])}'")
+        args.append(f"--test-counts '{json.dumps(SPLITS[f'{key}_test'])}'")
     if cohort == FDG and SIZES:
         args.append(f"--sizes {','.join(str(s) for s in SIZES)}")
     if SPLITS.get("mmse_include_mci", False):
@@ -141,6 +141,11 @@ def model_of(wildcards):
     return MODELS[wildcards.model]
 
 
+def baseline_of(wildcards):
+    """The ROI baseline named by a rule's `model` wildcard (its path below results/models/roi/)."""
+    return MODELS[f"roi/{wildcards.model}"]
+
+
 def cohort_of(model):
     return ROLE_COHORT[MODELS[model].role]
 
@@ -149,6 +154,17 @@ def truth_of(model):
     """The generator's ground truth for a synthetic cohort (Grad-CAM and baseline checks); [] for real data."""
     cohort = cohort_of(model)
     return [f"{synth_dir(cohort)}/ground_truth.json"] if is_synthetic(cohort) else []
+
+
+def classifier_inputs(role=None):
+    """Predictions and metrics of every classifier (of one cohort role): what tables and ROC figures read."""
+    names = [m for m, spec in MODELS.items() if spec.classify and role in (None, spec.role)]
+    return expand("results/predictions/{m}.tsv", m=names) + expand("results/metrics/{m}.json", m=names)
+
+
+def mmse_inputs():
+    names = [m for m, spec in MODELS.items() if not spec.classify]
+    return expand("results/predictions/{m}.tsv", m=names) + expand("results/metrics/{m}.json", m=names)
 
 
 def all_models():

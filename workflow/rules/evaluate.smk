@@ -35,14 +35,14 @@ rule predict:
 
 rule train_baseline:
     input:
-        cache=lambda wc: f"results/cache/{cohort_of('roi/' + wc.model)}.h5",
-        splits=lambda wc: f"results/splits/{cohort_of('roi/' + wc.model)}.tsv",
+        cache=lambda wc: f"results/cache/{ROLE_COHORT[baseline_of(wc).role]}.h5",
+        splits=lambda wc: f"results/splits/{ROLE_COHORT[baseline_of(wc).role]}.tsv",
     output:
         model="results/models/roi/{model}/model.json",
         predictions="results/predictions/roi/{model}.tsv",
     params:
-        set=lambda wc: MODELS["roi/" + wc.model].set_column,
-        task=lambda wc: MODELS["roi/" + wc.model].task,
+        set=lambda wc: baseline_of(wc).set_column,
+        task=lambda wc: baseline_of(wc).task,
         seed=config["seed"],
     conda:
         "../../envs/data.yaml"

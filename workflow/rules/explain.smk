@@ -82,8 +82,8 @@ rule tsne:
 rule explain_baseline:
     input:
         model="results/models/roi/{model}/model.json",
-        cache=lambda wc: f"results/cache/{cohort_of('roi/' + wc.model)}.h5",
-        truth=lambda wc: truth_of("roi/" + wc.model),
+        cache=lambda wc: f"results/cache/{ROLE_COHORT[baseline_of(wc).role]}.h5",
+        truth=lambda wc: truth_of(f"roi/{wc.model}"),
     output:
         summary="results/explain/roi/{model}/explain_summary.json",
         table="results/explain/roi/{model}/coefficients.tsv",

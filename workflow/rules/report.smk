@@ -3,16 +3,6 @@
 # one redraws only the figures.
 
 
-def classifier_inputs(role=None):
-    names = [m for m, spec in MODELS.items() if spec.classify and role in (None, spec.role)]
-    return expand("results/predictions/{m}.tsv", m=names) + expand("results/metrics/{m}.json", m=names)
-
-
-def mmse_inputs():
-    names = [m for m, spec in MODELS.items() if not spec.classify]
-    return expand("results/predictions/{m}.tsv", m=names) + expand("results/metrics/{m}.json", m=names)
-
-
 rule tables:
     input:
         classifier_inputs(),
@@ -133,5 +123,5 @@ rule explanations_table:
     log:
         "results/logs/report/explanations.log",
     shell:
-        "python -m adtransfer tables --explanations --results results --sizes {params.sizes}"
+        "python -m adtransfer explanations --results results --sizes {params.sizes}"
         " --out-dir {params.out_dir} --log {log}"
