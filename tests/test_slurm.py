@@ -16,7 +16,15 @@ import h5py
 import numpy as np
 import pytest
 from slurm_cluster import slurm_cluster_fixture
-from workflow_helpers import ROOT, SNAKEFILE, TRAIN_RULES, job_counts, snakemake, tiny_training_config, write_config
+from workflow_helpers import (
+    ROOT,
+    TRAIN_RULES,
+    job_counts,
+    snakemake,
+    snakemake_command,
+    tiny_training_config,
+    write_config,
+)
 
 from adtransfer.synth import CohortSpec, generate_cohort
 
@@ -39,20 +47,7 @@ def reduced_config() -> dict:
 def slurm_snakemake(cluster, workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
     """`snakemake --profile workflow/profiles/slurm` as a user runs it, talking to the test cluster."""
     env = cluster.environment(Path(sys.executable).parent)  # jobs run `python` (the venv's) and `srun`
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(workdir),
-        "--profile",
-        str(PROFILE),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
+    cmd = snakemake_command(workdir, configfile, "--profile", str(PROFILE), *args, cores=None)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT, cwd=workdir)
 
 

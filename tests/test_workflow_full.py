@@ -8,12 +8,18 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import SNAKEFILE, job_counts, snakemake, tiny_training_config, write_config
+from workflow_helpers import (
+    job_counts,
+    job_environment,
+    snakemake,
+    snakemake_command,
+    tiny_training_config,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -58,24 +64,7 @@ def test_full_run_writes_every_result(full_run):
     summary = json.loads((res / "explain/fdg/n8/gradcam_summary.json").read_text())
     assert summary["layer"] == "mixed7" and "ratio" in summary["ground_truth"]
     assert "Which model wins" in (res / "summary.html").read_text()
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(SNAKEFILE),
-            "--configfile",
-            str(full_run[1]),
-            "--report",
-            "results/report.html",
-        ],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert report.returncode == 0, report.stderr[-3000:]
+    snakemake(work, full_run[1], "--report", "results/report.html", timeout=300)
     assert (res / "report.html").stat().st_size > 100_000
 
 
@@ -109,22 +98,15 @@ def test_interrupted_run_finishes_with_the_same_results(full_run, tmp_path):
     target = copy / "results/models/ecd/scratch"
     before = json.loads((target / "metrics.json").read_text())
     shutil.rmtree(target)  # this model is still to be trained when the run is interrupted
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(copy),
-        "--cores",
-        "2",
-        "--configfile",
-        str(cfg),
-    ]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = snakemake_command(copy, cfg)
     proc = subprocess.Popen(
-        cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        cmd,
+        cwd=copy,
+        env=job_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     log = copy / "results/logs/train/ecd_scratch.log"
     deadline = time.time() + 600

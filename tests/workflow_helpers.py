@@ -64,14 +64,24 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
+def snakemake_command(workdir: Path, configfile: Path | None, *args: str, cores: int | None = 2) -> list[str]:
+    """The Snakemake command line of a test run in `workdir` (no --cores with cores=None: the profile decides)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir)]
+    cmd += ["--cores", str(cores)] if cores is not None else []
+    cmd += list(args)
+    return cmd + (["--configfile", str(configfile)] if configfile is not None else [])
+
+
+def job_environment() -> dict[str, str]:
+    """This interpreter's bin folder first on PATH: jobs run `python` from the test's environment."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def snakemake(
     workdir: Path, configfile: Path | None, *args: str, check: bool = True, timeout: int = 1200
 ) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), "--cores", "2", *args]
-    if configfile is not None:
-        cmd += ["--configfile", str(configfile)]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
+    cmd = snakemake_command(workdir, configfile, *args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=job_environment(), timeout=timeout, cwd=workdir)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
