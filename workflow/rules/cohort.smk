@@ -46,5 +46,5 @@ rule validate:
     benchmark:
         "results/benchmarks/validate/{cohort}.tsv"
     shell:
-        "python -m adtransfer validate {input.table} --modality {params.modality} {params.classify}"
+        "python -m adtransfer validate {input.table:q} --modality {params.modality} {params.classify}"
         " --out {output} --log {log}"

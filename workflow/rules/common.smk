@@ -4,6 +4,7 @@
 
 import json
 import os
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -11,8 +12,8 @@ from snakemake.exceptions import WorkflowError
 # The package lives in src/: make it importable here and in every job (also inside --sdm conda envs).
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
-# (quadrupled braces: both the f-string and Snakemake format the prefix)
-shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+# (quadrupled braces: both the f-string and Snakemake format the prefix; the clone's path is quoted for the shell)
+shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from adtransfer.catalog import grid as model_grid
 from adtransfer.cohort import read_participants
@@ -96,7 +97,7 @@ def split_args(cohort):
     args = [f"--seed {config['seed']}", f"--val-fraction {SPLITS.get('val_fraction', 0.2)}",
             f"--mmse-min {SPLITS.get('mmse_min', 0)}"]
     if SPLITS.get(f"{key}_test_file"):
-        args.append(f"--test-file {SPLITS[f'{key}_test_file']}")
+        args.append(f"--test-file {shlex.quote(SPLITS[f'{key}_test_file'])}")
     else:
         args.append(f"--test-counts '{json.dumps(SPLITS[f'{key}_test'])}'")
     if cohort == FDG and SIZES:
@@ -104,6 +105,13 @@ def split_args(cohort):
     if SPLITS.get("mmse_include_mci", False):
         args.append("--mmse-include-mci")
     return " ".join(args)
+
+
+def fixed_test_file(wildcards):
+    """A user-given test set file of the cohort (an input of its split, so editing it redoes the split)."""
+    key = "fdg" if wildcards.cohort == FDG else "ecd"
+    path = SPLITS.get(f"{key}_test_file") if wildcards.cohort in (FDG, ECD) else None
+    return [path] if path else []
 
 
 def train_settings(cohort, task, finetune=False):

@@ -3,7 +3,8 @@
 
 rule split:
     input:
-        "results/cohort/{cohort}.tsv",
+        table="results/cohort/{cohort}.tsv",
+        test_file=fixed_test_file,
     output:
         "results/splits/{cohort}.tsv",
     params:
@@ -15,4 +16,4 @@ rule split:
     benchmark:
         "results/benchmarks/split/{cohort}.tsv"
     shell:
-        "python -m adtransfer split --table {input} --out {output} {params.args} --log {log}"
+        "python -m adtransfer split --table {input.table} --out {output} {params.args} --log {log}"
