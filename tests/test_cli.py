@@ -216,3 +216,27 @@ def test_baseline_evaluate_and_explain_steps_do_not_import_tensorflow(tiny_cache
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(metrics.read_text())["n_test"] == 4
     assert (tmp_path / "explain" / "coefficients.nii.gz").exists()
+
+
+def test_library_output_on_fd2_goes_to_the_log_and_ours_to_the_console(tmp_path):
+    """What libraries write to file descriptor 2 (TensorFlow's C++ logging, Python warnings) lands in the step's
+    log; our own messages still reach the console, and fd 2 is restored afterwards."""
+    logfile = tmp_path / "logs" / "step.log"
+    code = (
+        "import logging, os, sys, warnings\n"
+        "from adtransfer import cli\n"
+        "def noisy(args):\n"
+        "    os.write(2, b'NATIVE-NOISE\\n')\n"
+        "    warnings.warn('PY-WARNING')\n"
+        "    logging.getLogger('adtransfer').info('OUR-MESSAGE')\n"
+        "cli.cmd_validate = noisy\n"
+        "rc = cli.main(['validate', 'x', '--log', sys.argv[1]])\n"
+        "os.write(2, b'AFTER\\n')\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(logfile)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    log_text = logfile.read_text()
+    assert "NATIVE-NOISE" in log_text and "PY-WARNING" in log_text and "OUR-MESSAGE" in log_text
+    assert "NATIVE-NOISE" not in proc.stderr and "PY-WARNING" not in proc.stderr
+    assert "OUR-MESSAGE" in proc.stderr and "AFTER" in proc.stderr

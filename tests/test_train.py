@@ -64,7 +64,8 @@ def train(tiny_cache, out: Path, column="n12", pretrained=None, **overrides) -> 
 @pytest.fixture(scope="module")
 def trained(tiny_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "fdg_n12"
-    train(tiny_cache, out)
+    proc = train(tiny_cache, out)
+    (out.parent / "console.txt").write_text(proc.stdout + proc.stderr)
     return out
 
 
@@ -80,6 +81,16 @@ def test_training_writes_model_history_metrics(trained, tiny_cache):
     assert 0.0 <= metrics["val_auc_ensemble"] <= 1.0
     assert not (trained / "work").exists()  # backups and checkpoints are removed after success
     assert "training" in (trained.parent / "fdg_n12.log").read_text()
+
+
+def test_console_shows_progress_not_library_noise(trained):
+    """TensorFlow's C++ start-up lines and Python warnings go to the step's log; the console keeps our messages
+    and one Keras line per epoch."""
+    console = (trained.parent / "console.txt").read_text()
+    assert re.search(r"^training .* on \d+ subjects", console, re.M) and re.search(r"^trained ", console, re.M)
+    assert len(re.findall(r"^Epoch \d+/2$", console, re.M)) == 2
+    for noise in ("absl::InitializeLog", "oneDNN", "cuInit", "cuda", "NodeDef", "Warning", "ran out of data"):
+        assert noise not in console, (noise, console)
 
 
 def test_same_config_same_results(trained, tiny_cache, tmp_path):

@@ -7,10 +7,13 @@ when they do not need them. Bad input ends with one line on stderr and exit stat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from adtransfer.errors import InputError
 
@@ -130,8 +133,6 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
     from adtransfer.train import TrainSettings, train_model
 
@@ -143,8 +144,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.predict import predict_cohort
 
@@ -186,8 +185,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_gradcam(args: argparse.Namespace) -> None:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.explain import run_gradcam
 
@@ -412,32 +409,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(logfile: str | None) -> None:
+def _setup_logging(logfile: str | None, console_stream=None) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     root = logging.getLogger("adtransfer")
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):  # main() may run more than once in a process (tests)
         root.removeHandler(handler)
-    console = logging.StreamHandler(sys.stderr)
+        handler.close()
+    console = logging.StreamHandler(console_stream or sys.stderr)
     console.setFormatter(logging.Formatter("%(message)s"))
     root.addHandler(console)
     if logfile:
-        from pathlib import Path
-
-        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(logfile, mode="a")
         handler.setFormatter(fmt)
         root.addHandler(handler)
 
 
+@contextlib.contextmanager
+def _native_stderr_to(logfile: str | None):
+    """Send what libraries write to file descriptor 2 (TensorFlow's C++ start-up and CUDA-probe lines, Python
+    warnings, a crash's traceback) to the step's log file, and yield a stream on the real stderr for our own
+    messages. A failed Snakemake job prints its log, so nothing is lost; the console keeps one line per event."""
+    if not logfile:
+        yield sys.stderr
+        return
+    Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    target = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
+    os.close(target)
+    console = open(os.dup(saved), "w", buffering=1, closefd=True)
+    try:
+        yield console
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        console.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log)
-    try:
-        args.func(args)
-    except InputError as exc:
-        log.error("error: %s", exc)
-        return 2
+    with _native_stderr_to(args.log) as console:
+        _setup_logging(args.log, console)
+        try:
+            args.func(args)
+        except InputError as exc:
+            log.error("error: %s", exc)
+            return 2
+        finally:
+            for handler in list(log.handlers):  # the console stream closes with this context
+                log.removeHandler(handler)
+                handler.close()
     return 0
 
 

@@ -134,6 +134,8 @@ def make_dataset(
         )
     else:
         ds = _streamed(samples, y, batch_size, shuffle, seed, epoch)
+    # the batch count is known; telling tf.data lets Keras size each epoch without running into the end of the data
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(y) // batch_size)))
     ds = ds.map(
         lambda x, t: ((tf.cast(x, tf.float32) - lo) * (2.0 / (hi - lo)) - 1.0, t),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -171,7 +171,8 @@ def train_model(
         "fine-tuning " + pretrained if pretrained else f"init {settings.init}",
     )
     start = time.perf_counter()
-    net.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, callbacks=callbacks, verbose=2)
+    # shuffle=False: the dataset shuffles itself per (seed, epoch); Keras cannot shuffle a tf.data pipeline
+    net.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, callbacks=callbacks, verbose=2, shuffle=False)
     seconds = time.perf_counter() - start
 
     metrics = {
