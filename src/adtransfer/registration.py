@@ -106,10 +106,12 @@ def _transform_to_ras(transform) -> np.ndarray:
     return np.linalg.inv(mni_to_scanner_ras)
 
 
-def _support_mask(data: np.ndarray) -> np.ndarray:
-    """Voxels the scanner acquired: non-zero (zero padding and cut-off slices excluded), slightly eroded."""
+def _support_mask(data: np.ndarray, voxel_mm, margin_mm: float) -> np.ndarray:
+    """Voxels the scanner acquired: non-zero (zero padding and cut-off slices excluded), eroded by `margin_mm` so
+    that the pyramid's smoothing, which blurs the zeros into the edge of the data, does not bias the metric."""
     support = data != 0
-    return ndimage.binary_erosion(support, iterations=1) if support.sum() > 1000 else support
+    eroded = ndimage.distance_transform_edt(support, sampling=voxel_mm) > margin_mm
+    return eroded if eroded.sum() > 1000 else support
 
 
 def _initial_transform(fixed, moving, moving_data: np.ndarray, moving_affine: np.ndarray):
@@ -163,7 +165,8 @@ def register_to_template(
     fixed = _to_sitk(template, MNI_2MM.affine)
     fixed_mask = sitk.Cast(_to_sitk(template_head_mask().astype(np.float32), MNI_2MM.affine), sitk.sitkUInt8)
     moving = _to_sitk(data, affine)
-    moving_mask = sitk.Cast(_to_sitk(_support_mask(data).astype(np.float32), affine), sitk.sitkUInt8)
+    support = _support_mask(data, np.linalg.norm(affine[:3, :3], axis=0), max(settings.smooth_mm))
+    moving_mask = sitk.Cast(_to_sitk(support.astype(np.float32), affine), sitk.sitkUInt8)
 
     rigid = _initial_transform(fixed, moving, data, affine)
     reg = _method(settings, fixed_mask, moving_mask, settings.rigid_iterations)
@@ -194,8 +197,9 @@ def resample_scan_to_mni(data: np.ndarray, affine: np.ndarray, scanner_to_mni: n
 
 
 def template_similarity(on_mni: np.ndarray, template: np.ndarray) -> float:
-    """Pearson correlation with the template inside the MNI brain mask, where the scan has data (cropped FOV)."""
-    inside = load_templates().brain_mask & (on_mni != 0)
+    """Pearson correlation with the template inside the MNI brain mask, where the scan has data: a cropped field of
+    view's edge (data cut to zero, blurred by resampling) is left out by eroding the data's support by 6 mm."""
+    inside = load_templates().brain_mask & ndimage.binary_erosion(on_mni != 0, iterations=3)
     if inside.sum() < 100:
         return 0.0
     return float(np.corrcoef(on_mni[inside], template[inside])[0, 1])

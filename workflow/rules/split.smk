@@ -3,7 +3,7 @@
 
 rule split:
     input:
-        "results/cohort/{cohort}.tsv",
+        cohort_table_used,
     output:
         "results/splits/{cohort}.tsv",
     params:
