@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from nibabel.processing import resample_from_to
 
+from adtransfer.errors import InputError
 from adtransfer.preprocess import PreprocParams, preprocess_subject
 from adtransfer.registration import (
     _to_sitk,
@@ -206,6 +207,12 @@ def test_registration_qc_flags_and_excludes_or_keeps(tmp_path, on_fail):
     assert qc.set_index("subject_id").loc["a2", "decision"] == (
         "excluded" if on_fail == "exclude" else "kept (flagged)"
     )
+
+
+def test_registration_qc_refuses_to_exclude_everyone(tmp_path):
+    table = _fake_preproc(tmp_path, {"c1": 0.2, "c2": 0.3})
+    with pytest.raises(InputError, match="all 2 subjects"):
+        registration_qc(table, tmp_path, 0.6, "exclude")
 
 
 def test_registration_qc_cli_writes_tables(tmp_path):

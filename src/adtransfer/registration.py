@@ -254,4 +254,10 @@ def registration_qc(table, preproc_dir, min_similarity: float, on_fail: str):
         )
     qc = pd.DataFrame(rows)
     included = df[~qc["decision"].eq("excluded").to_numpy()]
+    if included.empty:
+        raise InputError(
+            f"{table}: all {len(qc)} subjects are below the registration similarity {min_similarity:g} and excluded "
+            f"(similarities {qc['similarity'].min():.3f}..{qc['similarity'].max():.3f}); check the scans' QC images "
+            "in registration/ beside their sidecars, or lower preprocess.registration.min_similarity"
+        )
     return qc, included
