@@ -74,6 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def cmd_preprocess(args: argparse.Namespace) -> None:
     from adtransfer.grid import Grid
     from adtransfer.preprocess import PreprocParams, preprocess_subject
+    from adtransfer.registration import RegistrationSettings
     from adtransfer.templates import MNI_2MM
 
     params = PreprocParams(
@@ -82,6 +83,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         reference=args.reference,
         interpolation=args.interpolation,
         space=args.space,
+        registration=RegistrationSettings.from_config(json.loads(args.registration)),
     )
     preprocess_subject(
         args.input,
@@ -335,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interpolation", type=int, default=1, help="spline order for resampling")
     p.add_argument(
         "--space", default="mni", choices=["mni", "native"], help="native: register to the modality's MNI template"
+    )
+    p.add_argument(
+        "--registration",
+        default="{}",
+        help="JSON: registration settings (shrink, smooth_mm, rigid_iterations, affine_iterations, sampling)",
     )
     p.add_argument("--qc", help="QC PNG of the mosaics")
     p.add_argument("--registration-qc", help="QC PNG of the scan on the MNI grid with the template brain's outline")

@@ -30,6 +30,7 @@ from adtransfer import __version__
 from adtransfer.errors import InputError
 from adtransfer.grid import Grid, crop
 from adtransfer.io import load_volume, save_nifti, sha256_file, write_text
+from adtransfer.registration import RegistrationSettings
 from adtransfer.templates import MNI_2MM, load_templates
 
 MODALITIES = ("fdg_pet", "ecd_spect")
@@ -45,6 +46,7 @@ class PreprocParams:
     reference: str = "brain"  # FDG intensity reference: brain | cerebellum
     interpolation: int = 1  # spline order for resampling (1 = trilinear)
     space: str = "mni"
+    registration: RegistrationSettings = RegistrationSettings()  # space native only
 
     def digest(self) -> str:
         """Hash of everything that changes the output, for the cache's provenance."""
@@ -225,6 +227,7 @@ class DicomToNifti(SimpleInterface):
 
 class _RegisterIn(_ImageIn):
     modality = traits.Enum(*MODALITIES, mandatory=True)
+    settings = traits.Dict(desc="RegistrationSettings fields (config preprocess.registration)")
 
 
 class _RegisterOut(_ImageOut):
@@ -241,7 +244,8 @@ class Register(SimpleInterface):
         from adtransfer.registration import register_to_template, with_registration
 
         img = nib.load(self.inputs.in_file)
-        result = register_to_template(np.asarray(img.dataobj, np.float32), img.affine, self.inputs.modality)
+        settings = RegistrationSettings.from_config(self.inputs.settings)
+        result = register_to_template(np.asarray(img.dataobj, np.float32), img.affine, self.inputs.modality, settings)
         out = with_registration(img, result.affine_scanner_to_mni)
         self._results["out_file"] = _save(np.asarray(out.dataobj), out.affine, "registered.nii")
         self._results["registration_file"] = os.path.abspath("registration.json")
@@ -268,7 +272,8 @@ def _connect_registration(wf, params: PreprocParams, reorient_node, who: str):
         return reorient_node
     if params.space != "native":
         raise ValueError(f"unknown space {params.space!r}")
-    register_node = Node(Register(modality=params.modality, who=who), name="register")
+    settings = asdict(params.registration)
+    register_node = Node(Register(modality=params.modality, settings=settings, who=who), name="register")
     wf.connect(reorient_node, "out_file", register_node, "in_file")
     return register_node
 

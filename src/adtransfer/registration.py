@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 from adtransfer.templates import MNI_2MM, load_templates
 
@@ -36,7 +35,8 @@ LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
 
 @dataclass(frozen=True)
 class RegistrationSettings:
-    """How hard to try: pyramid levels (shrink factors, smoothing in mm), iterations per stage, metric sampling."""
+    """How hard to try: pyramid levels (shrink factors, smoothing FWHM in mm), iterations per level, sampling.
+    Config `preprocess.registration` (these defaults are its documented defaults)."""
 
     shrink: tuple[int, ...] = (4, 2)
     smooth_mm: tuple[float, ...] = (8.0, 4.0)
@@ -44,6 +44,15 @@ class RegistrationSettings:
     affine_iterations: int = 50
     sampling: float = 0.05  # fraction of template voxels the metric samples (random, seeded)
     seed: int = 1
+
+    def __post_init__(self):
+        if len(self.shrink) != len(self.smooth_mm):
+            raise ValueError(f"registration: shrink {self.shrink} and smooth_mm {self.smooth_mm} differ in length")
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> RegistrationSettings:
+        keys = set(cls.__dataclass_fields__)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in keys})
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ class RegistrationResult:
 @functools.lru_cache(maxsize=2)
 def modality_template(modality: str) -> np.ndarray:
     """The modality's template on the 2 mm MNI grid (float32, mean 1 inside the brain); deterministic."""
+    from scipy import ndimage
+
     wm_ratio, fwhm = TEMPLATE_CONTRAST[modality]
     t = load_templates()
     tissue = (t.gm + wm_ratio * t.wm).astype(np.float32) * t.brain_mask
@@ -79,6 +90,8 @@ def modality_template(modality: str) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def template_head_mask() -> np.ndarray:
     """Where the template's metric is evaluated: the brain mask dilated by 8 mm (edges carry the alignment)."""
+    from scipy import ndimage
+
     return ndimage.binary_dilation(load_templates().brain_mask, iterations=4)
 
 
@@ -109,6 +122,8 @@ def _transform_to_ras(transform) -> np.ndarray:
 def _support_mask(data: np.ndarray, voxel_mm, margin_mm: float) -> np.ndarray:
     """Voxels the scanner acquired: non-zero (zero padding and cut-off slices excluded), eroded by `margin_mm` so
     that the pyramid's smoothing, which blurs the zeros into the edge of the data, does not bias the metric."""
+    from scipy import ndimage
+
     support = data != 0
     eroded = ndimage.distance_transform_edt(support, sampling=voxel_mm) > margin_mm
     return eroded if eroded.sum() > 1000 else support
@@ -190,6 +205,8 @@ def register_to_template(
 
 def resample_scan_to_mni(data: np.ndarray, affine: np.ndarray, scanner_to_mni: np.ndarray, order: int = 1):
     """The scan on the 2 mm MNI grid through the estimated transform (0 outside its field of view)."""
+    from scipy import ndimage
+
     vox_to_vox = np.linalg.inv(scanner_to_mni @ affine) @ MNI_2MM.affine
     return ndimage.affine_transform(
         np.asarray(data, np.float32), vox_to_vox, output_shape=MNI_2MM.shape, order=order, mode="constant", cval=0.0
@@ -199,6 +216,8 @@ def resample_scan_to_mni(data: np.ndarray, affine: np.ndarray, scanner_to_mni: n
 def template_similarity(on_mni: np.ndarray, template: np.ndarray) -> float:
     """Pearson correlation with the template inside the MNI brain mask, where the scan has data: a cropped field of
     view's edge (data cut to zero, blurred by resampling) is left out by eroding the data's support by 6 mm."""
+    from scipy import ndimage
+
     inside = load_templates().brain_mask & ndimage.binary_erosion(on_mni != 0, iterations=3)
     if inside.sum() < 100:
         return 0.0

@@ -80,10 +80,17 @@ def cohort_scans(wildcards):
 # --- native-space cohorts: registration and its QC -------------------------------------------------------
 
 REGISTRATION = PREPROC.get("registration", {})
+# what the registration itself uses (the QC threshold and decision do not rerun preprocessing)
+REGISTRATION_SETTINGS = {k: v for k, v in REGISTRATION.items() if k not in ("min_similarity", "on_fail")}
 
 
 def space_of(cohort):
     return config["cohorts"][cohort].get("space", "mni")
+
+
+def registration_settings(cohort):
+    """JSON registration settings of a cohort's preprocessing ("{}" for MNI-space cohorts: nothing to rerun)."""
+    return json.dumps(REGISTRATION_SETTINGS, sort_keys=True) if space_of(cohort) == "native" else "{}"
 
 
 def cohort_table_used(wildcards):

@@ -14,6 +14,7 @@ rule preprocess:
     params:
         modality=lambda wc: config["cohorts"][wc.cohort]["modality"],
         space=lambda wc: space_of(wc.cohort),
+        registration=lambda wc: registration_settings(wc.cohort),
         reference=PREPROC.get("fdg_reference", "brain"),
         interpolation=PREPROC.get("interpolation", 1),
         crop_shape=CROP_SHAPE,
@@ -26,7 +27,8 @@ rule preprocess:
         "results/benchmarks/preprocess/{cohort}/{subject}.tsv"
     shell:
         "python -m adtransfer preprocess --input {input.scan:q} --output {output.nii:q} --subject {wildcards.subject}"
-        " --modality {params.modality} --space {params.space} --reference {params.reference}"
+        " --modality {params.modality} --space {params.space} --registration {params.registration:q}"
+        " --reference {params.reference}"
         " --interpolation {params.interpolation} --crop-shape {params.crop_shape}"
         " --crop-origin={params.crop_origin} --qc {output.qc:q} --registration-qc {output.registration_qc:q}"
         " --sidecar {output.sidecar:q} --log {log:q}"
