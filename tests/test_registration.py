@@ -268,3 +268,16 @@ def test_preprocess_command_native_standalone(twin_cohorts, tmp_path):
     reg = json.loads((out / "s.json").read_text())["registration"]
     assert np.array(reg["affine_scanner_to_mni"]).shape == (4, 4)
     assert nib.load(out / "s.nii.gz").shape == (95, 95, 48)
+
+
+def test_intensity_normalization_ignores_what_a_cropped_field_of_view_misses(mni_scan):
+    from adtransfer.preprocess import normalize_intensity
+
+    brain = load_templates().brain_mask
+    z = np.indices(MNI_2MM.shape)[2] * MNI_2MM.voxel_mm + MNI_2MM.origin_mm[2]
+    cropped = np.where(z > -20, mni_scan, 0).astype(np.float32)
+    seen = brain & (cropped != 0)
+    assert seen.sum() < 0.95 * brain.sum()
+    assert normalize_intensity(cropped, "fdg_pet")[seen].mean() == pytest.approx(1.0, abs=1e-4)
+    ecd = normalize_intensity(cropped, "ecd_spect")[seen]
+    assert ecd.mean() == pytest.approx(0.0, abs=1e-4) and ecd.std() == pytest.approx(1.0, abs=1e-3)

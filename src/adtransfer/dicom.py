@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -90,8 +89,7 @@ def convert_series(folder: str | os.PathLike, out_file: str | os.PathLike, who: 
                 f"{where}: {len(made)} image series found ({', '.join(p.name for p in made)}); "
                 "the folder must hold exactly one series"
             )
-        shutil.move(str(made[0]), str(out_file.with_name(f".{out_file.name}.part")))
-    os.replace(out_file.with_name(f".{out_file.name}.part"), out_file)
+        os.replace(made[0], out_file)  # the scratch folder is beside out_file: same file system, atomic
     return out_file
 
 

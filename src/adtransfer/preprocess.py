@@ -72,18 +72,25 @@ def resample_to_mni(img: nib.Nifti1Image, grid: Grid = MNI_2MM, order: int = 1) 
 
 
 def normalize_intensity(data: np.ndarray, modality: str, reference: str = "brain", who: str = "") -> np.ndarray:
+    """Statistics over the brain voxels the scan covers (see `field_of_view`)."""
     t = load_templates()
     brain = t.brain_mask
-    inside = data[brain]
-    coverage = np.count_nonzero(inside > 0) / inside.size
+    coverage = np.count_nonzero(data[brain] > 0) / np.count_nonzero(brain)
     if coverage < MIN_BRAIN_COVERAGE:
         raise InputError(
             f"{who}: only {coverage:.0%} of the MNI brain mask has signal (empty brain); "
             "is the scan in MNI space (config `space: mni`)?"
         )
+    in_view = field_of_view(data, brain)
+    inside = data[brain & in_view]
     if modality == "fdg_pet":
         ref = brain if REFERENCE_REGIONS[reference] is None else t.region_mask(REFERENCE_REGIONS[reference])
-        mean = float(data[ref].mean())
+        if np.count_nonzero(ref & in_view) < 0.5 * np.count_nonzero(ref):
+            raise InputError(
+                f"{who}: the field of view misses most of the {reference} reference region; "
+                "choose another reference (config preprocess.fdg_reference)"
+            )
+        mean = float(data[ref & in_view].mean())
         if mean <= 0:
             raise InputError(
                 f"{who}: mean uptake in the {reference} reference region is {mean:g}; expected positive uptake"
@@ -95,6 +102,16 @@ def normalize_intensity(data: np.ndarray, modality: str, reference: str = "brain
             raise InputError(f"{who}: constant intensity inside the brain; cannot z-score")
         return ((data - mean) / sd).astype(np.float32)
     raise ValueError(f"unknown modality {modality!r}")
+
+
+def field_of_view(data: np.ndarray, brain: np.ndarray, max_zero_fraction: float = 0.01) -> np.ndarray:
+    """Where the scan has data: everything, unless more than 1 % of the brain is exactly zero (a field of view cut
+    short: no cerebellum or vertex). Then zero regions, less isolated zero voxels (clipped noise), are left out."""
+    if np.count_nonzero(data[brain] == 0) <= max_zero_fraction * np.count_nonzero(brain):
+        return np.ones(data.shape, bool)
+    from scipy import ndimage
+
+    return ~ndimage.binary_opening(data == 0, iterations=2)
 
 
 # --- nipype interfaces around them --------------------------------------------------------------------
