@@ -310,6 +310,8 @@ def _run(wf) -> dict:
 
     nipype_config.set("execution", "crashdump_dir", wf.base_dir)
     nipype_config.set("execution", "create_report", "false")
+    # the workflow copied the global config when it was built: set what its nodes read on its own copy too
+    wf.config["execution"]["crashdump_dir"] = wf.base_dir
     wf.config["execution"]["remove_unnecessary_outputs"] = False  # keep outputs read after the run (registration)
     for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
