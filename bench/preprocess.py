@@ -5,8 +5,15 @@ Two routes over the same generated cohort (a user table of synthetic FDG scans o
   workflow  `snakemake --cores --jobs` for the cache target: one job (one process) per subject, as users run it
 Goal (issue 3): a paper-size cohort (1514 scans) in <= 3 minutes on 2 cores, i.e. <= 0.24 s per scan per core.
 
-    python bench/preprocess.py                # 200 scans, extrapolated to 1514
+Native space (issue 14), reported separately: synthetic FDG and ECD cohorts written in scanner space (random rigid
+pose, 2.4x2.4x3.3 mm voxels) and the same subjects in MNI space. Per scan: registration error (mm) over MNI brain
+voxels against the true transform (goal: mean < 2, max < 4), correlation of the preprocessed volume with the same
+subject preprocessed from MNI space (goal >= 0.95), seconds of processing (goal <= 5) and of the whole command
+`python -m adtransfer preprocess ... --space native` including start-up (goal <= 10).
+
+    python bench/preprocess.py                # 200 scans, extrapolated to 1514; then 10 native scans per modality
     python bench/preprocess.py --n 1514       # the full paper size
+    python bench/preprocess.py --native-only --native-n 20
 """
 
 from __future__ import annotations
@@ -103,6 +110,92 @@ def report(name: str, seconds: float, n: int, jobs: int) -> None:
     )
 
 
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def native_route(work: Path, n: int, commands: int) -> None:
+    import json
+
+    import numpy as np
+
+    from adtransfer.templates import MNI_2MM, load_templates
+
+    brain = load_templates().brain_mask
+    ijk = np.argwhere(brain)
+    points = np.c_[ijk, np.ones(len(ijk))] @ MNI_2MM.affine.T
+    for modality in ("fdg_pet", "ecd_spect"):
+        n_ad = n // 2
+        for space in ("mni", "native"):
+            spec = CohortSpec("nat", modality, n_ad=n_ad, n_nc=n - n_ad, seed=2, space=space)
+            generate_cohort(spec, work / modality / space, progress=False)
+        truth = json.loads((work / modality / "native" / "ground_truth.json").read_text())["affine_scanner_to_mni"]
+        means, maxes, corrs, seconds, cpu = [], [], [], [], []
+        for sid, true in truth.items():
+            out = {}
+            for space in ("mni", "native"):
+                t0, c0 = time.perf_counter(), time.process_time()
+                out[space] = preprocess_subject(
+                    work / modality / space / "scans" / f"{sid}.nii.gz",
+                    work / modality / f"{sid}_{space}.nii.gz",
+                    PreprocParams(modality, CROP, space=space),
+                    sid,
+                    sidecar=work / modality / f"{sid}_{space}.json",
+                )
+                if space == "native":
+                    seconds.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
+            reg = json.loads((work / modality / f"{sid}_native.json").read_text())["registration"]
+            moved = points @ (np.array(reg["affine_scanner_to_mni"]) @ np.linalg.inv(np.array(true))).T
+            err = np.linalg.norm(moved[:, :3] - points[:, :3], axis=1)
+            means.append(err.mean())
+            maxes.append(err.max())
+            inside = out["mni"] != 0
+            corrs.append(np.corrcoef(out["mni"][inside], out["native"][inside])[0, 1])
+        wall, wall_cpu = [], []
+        for sid in list(truth)[:commands]:
+            t0, c0 = time.perf_counter(), _children_cpu()
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "adtransfer",
+                    "preprocess",
+                    "--input",
+                    str(work / modality / "native" / "scans" / f"{sid}.nii.gz"),
+                    "--output",
+                    str(work / modality / f"{sid}_cmd.nii.gz"),
+                    "--sidecar",
+                    str(work / modality / f"{sid}_cmd.json"),
+                    "--subject",
+                    sid,
+                    "--modality",
+                    modality,
+                    "--space",
+                    "native",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            wall.append(time.perf_counter() - t0)
+            wall_cpu.append(_children_cpu() - c0)
+        print(
+            f"native {modality:9s} {len(truth)} scans: registration error mean {np.mean(means):.2f} mm "
+            f"(worst scan {np.max(means):.2f}), max {np.max(maxes):.2f} mm (median scan {np.median(maxes):.2f}); "
+            f"correlation with MNI-space twin min {np.min(corrs):.3f} mean {np.mean(corrs):.3f}; "
+            f"processing {np.mean(seconds):.1f} s/scan wall (max {np.max(seconds):.1f}), {np.mean(cpu):.1f} s CPU"
+            + (
+                f"; whole command {np.mean(wall):.1f} s/scan wall (max {np.max(wall):.1f}), "
+                f"{np.mean(wall_cpu):.1f} s CPU"
+                if wall
+                else ""
+            )
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200, help="number of scans")
@@ -110,9 +203,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=96, help="mosaic size")
     ap.add_argument("--skip-workflow", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="show the workflow's output")
+    ap.add_argument("--native-n", type=int, default=10, help="native-space scans per modality (0: skip)")
+    ap.add_argument("--native-commands", type=int, default=3, help="of which also timed as a whole command")
+    ap.add_argument("--native-only", action="store_true", help="only the native-space figures")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="adtransfer-bench-"))
     try:
+        if args.native_only:
+            native_route(work, args.native_n, args.native_commands)
+            return
         n_ad = args.n // 2
         generate_cohort(
             CohortSpec("bench", "fdg_pet", n_ad=n_ad, n_nc=args.n - n_ad, seed=1),
@@ -135,6 +234,8 @@ def main() -> None:
                 f"(per-job process start-up and Snakemake scheduling: {(wf - lib) / args.n * args.jobs:.2f} "
                 "s per scan per core)"
             )
+        if args.native_n:
+            native_route(work, args.native_n, args.native_commands)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -167,12 +167,6 @@ def test_all_zero_scan_raises(fdg_params, tmp_path):
         preprocess_subject(scan, tmp_path / "o.nii.gz", fdg_params)
 
 
-def test_native_space_is_refused(fdg_cohort, crop_grid, tmp_path):
-    params = PreprocParams("fdg_pet", crop_grid, space="native")
-    with pytest.raises(InputError, match="space"):
-        preprocess_subject(_scans(fdg_cohort)[0], tmp_path / "o.nii.gz", params)
-
-
 # --- other grids: resampling through the affine ---------------------------------------------------------
 
 

@@ -185,3 +185,43 @@ def test_data_only_config_with_own_cohort_names(tmp_path):
     )
     counts = job_counts(snakemake(tmp_path, cfg, "-n").stdout)
     assert counts == {"synth_adni": 1, "validate": 1, "preprocess": 4, "cache": 1, "all": 1}, counts
+
+
+def _native_config(tmp_path, min_similarity: float, on_fail: str):
+    return write_config(
+        tmp_path / "native.yaml",
+        {
+            "seed": 1,
+            "mosaic": {"size": 76},
+            "cohorts": {"spect": {"modality": "ecd_spect", "space": "native", "synthetic": {"n_ad": 2, "n_nc": 2}}},
+            "preprocess": {"registration": {"min_similarity": min_similarity, "on_fail": on_fail}},
+        },
+    )
+
+
+def test_native_cohort_goes_through_registration_qc(tmp_path):
+    """A native-space cohort's cache reads the table after registration QC (issue 14)."""
+    counts = job_counts(snakemake(tmp_path, _native_config(tmp_path, 0.6, "exclude"), "-n").stdout)
+    assert counts == {"synth_spect": 1, "validate": 1, "preprocess": 4, "registration_qc": 1, "cache": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_native_cohort_run_excludes_flagged_subjects(tmp_path):
+    # a threshold no registration reaches: every subject is flagged; keep -> all cached, and listed as flagged
+    snakemake(tmp_path, _native_config(tmp_path, 0.999, "keep"))
+    qc = pd.read_csv(tmp_path / "results" / "qc" / "spect" / "registration.tsv", sep="\t")
+    assert qc["flagged"].all() and (qc["decision"] == "kept (flagged)").all()
+    with h5py.File(tmp_path / "results" / "cache" / "spect.h5") as h5:
+        assert h5["mosaics"].shape[0] == 4
+    sidecar = yaml.safe_load((tmp_path / "results" / "preproc" / "spect" / "spect0001.json").read_text())
+    assert np.array(sidecar["registration"]["affine_scanner_to_mni"]).shape == (4, 4)
+    assert (tmp_path / "results" / "preproc" / "spect" / "registration" / "spect0001.png").exists()
+    # exclude at a threshold between the subjects' similarities: only QC and cache rerun, without the low ones
+    threshold = float(qc["similarity"].median())
+    low = set(qc.loc[qc["similarity"] < threshold, "subject_id"])
+    assert 0 < len(low) < 4
+    proc = snakemake(tmp_path, _native_config(tmp_path, threshold, "exclude"))
+    assert "rule preprocess" not in proc.stdout + proc.stderr
+    with h5py.File(tmp_path / "results" / "cache" / "spect.h5") as h5:
+        cached = {s.decode() for s in h5["subject_id"][()]}
+    assert cached == set(qc["subject_id"]) - low

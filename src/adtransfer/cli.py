@@ -77,6 +77,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def cmd_preprocess(args: argparse.Namespace) -> None:
     from adtransfer.grid import Grid
     from adtransfer.preprocess import PreprocParams, preprocess_subject
+    from adtransfer.registration import RegistrationSettings
     from adtransfer.templates import MNI_2MM
 
     params = PreprocParams(
@@ -85,9 +86,41 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         reference=args.reference,
         interpolation=args.interpolation,
         space=args.space,
+        registration=RegistrationSettings.from_config(json.loads(args.registration)),
     )
-    preprocess_subject(args.input, args.output, params, subject=args.subject, qc_png=args.qc, sidecar=args.sidecar)
+    preprocess_subject(
+        args.input,
+        args.output,
+        params,
+        subject=args.subject,
+        qc_png=args.qc,
+        sidecar=args.sidecar,
+        registration_png=args.registration_qc,
+    )
     log.info("preprocessed %s -> %s", args.input, args.output)
+
+
+def cmd_registration_qc(args: argparse.Namespace) -> None:
+    from adtransfer.io import atomic_output
+    from adtransfer.registration import registration_qc
+
+    qc, included = registration_qc(args.table, args.preproc_dir, args.min_similarity, args.on_fail)
+    flagged = qc[qc["flagged"]]
+    for row in flagged.itertuples():
+        log.warning(
+            "subject %s: registration similarity %.3f < %g: %s",
+            row.subject_id,
+            row.similarity,
+            args.min_similarity,
+            row.decision,
+        )
+    log.info(
+        "registration QC: %d subjects, %d flagged (%s), %d used", len(qc), len(flagged), args.on_fail, len(included)
+    )
+    with atomic_output(args.out) as tmp:
+        qc.to_csv(tmp, sep="\t", index=False)
+    with atomic_output(args.included) as tmp:
+        included.to_csv(tmp, sep="\t", index=False)
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
@@ -279,8 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-only", action="store_true", help="check the table and file names, open no scan")
     p.add_argument("--out", help="write the normalized table (absolute paths, sha256 per scan) here")
 
-    p = add("preprocess", cmd_preprocess, "Preprocess one MNI-space scan: reorient, resample, normalize, crop.")
-    p.add_argument("--input", required=True, help="the subject's NIfTI scan")
+    p = add(
+        "preprocess",
+        cmd_preprocess,
+        "Preprocess one scan: reorient, register (space native), resample to MNI, normalize, crop.",
+    )
+    p.add_argument("--input", required=True, help="the subject's NIfTI scan, or a folder with one DICOM series")
     p.add_argument("--output", required=True, help="preprocessed volume (.nii.gz)")
     p.add_argument("--modality", type=_modality, required=True)
     p.add_argument("--subject", default="", help="subject id, for messages and the sidecar")
@@ -295,9 +332,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference", default="brain", choices=["brain", "cerebellum"], help="FDG intensity reference region"
     )
     p.add_argument("--interpolation", type=int, default=1, help="spline order for resampling")
-    p.add_argument("--space", default="mni", choices=["mni", "native"])
+    p.add_argument(
+        "--space", default="mni", choices=["mni", "native"], help="native: register to the modality's MNI template"
+    )
+    p.add_argument(
+        "--registration",
+        default="{}",
+        help="JSON: registration settings (shrink, smooth_mm, rigid_iterations, affine_iterations, sampling)",
+    )
     p.add_argument("--qc", help="QC PNG of the mosaics")
-    p.add_argument("--sidecar", help="JSON sidecar with input sha256, parameters and statistics")
+    p.add_argument("--registration-qc", help="QC PNG of the scan on the MNI grid with the template brain's outline")
+    p.add_argument("--sidecar", help="JSON sidecar with input sha256, parameters, statistics and registration")
+
+    p = add(
+        "registration-qc",
+        cmd_registration_qc,
+        "Registration QC of a native-space cohort: flag subjects below a similarity; exclude or keep them.",
+    )
+    p.add_argument("--table", required=True, help="validated cohort table (from `adtransfer validate --out`)")
+    p.add_argument("--preproc-dir", required=True, help="folder with SUBJECT.json sidecars")
+    p.add_argument("--min-similarity", type=float, required=True, help="flag subjects below this similarity")
+    p.add_argument("--on-fail", choices=["exclude", "keep"], required=True, help="what happens to flagged subjects")
+    p.add_argument("--out", required=True, help="the QC table (TSV): similarity, flagged, decision per subject")
+    p.add_argument("--included", required=True, help="the cohort table without the excluded subjects (TSV)")
 
     p = add("cache", cmd_cache, "Gather preprocessed volumes of a cohort into an HDF5 mosaic cache.")
     p.add_argument("--table", required=True, help="validated cohort table (from `adtransfer validate --out`)")

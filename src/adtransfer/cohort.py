@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from adtransfer.errors import InputError
-from adtransfer.io import is_nifti_path, load_volume, sha256_file
+from adtransfer.io import is_nifti_path, load_scan, sha256_file
 from adtransfer.project import load_schema
 
 REQUIRED = ("subject_id", "diagnosis", "path")
@@ -205,10 +205,10 @@ def validate_cohort(
             + (
                 "scan file does not exist"
                 if not os.path.isfile(rec.path)
-                else "not a NIfTI file (expected .nii or .nii.gz)"
+                else "not a NIfTI file (expected .nii or .nii.gz, or a folder with one DICOM series)"
             )
             for rec in df.itertuples(index=False)
-            if not (os.path.isfile(rec.path) and is_nifti_path(rec.path))
+            if not (os.path.isfile(rec.path) and is_nifti_path(rec.path)) and not os.path.isdir(rec.path)
         ]
         _raise_if(problems)
         return df
@@ -216,7 +216,7 @@ def validate_cohort(
     shas, shapes, voxels = [], [], []
     for i, rec in enumerate(df.itertuples(index=False)):
         try:
-            img = load_volume(rec.path, who=f"subject {rec.subject_id}, {table} row {rec.row}")
+            img = load_scan(rec.path, who=f"subject {rec.subject_id}, {table} row {rec.row}")
             shapes.append("x".join(str(s) for s in img.shape))
             voxels.append("x".join(f"{z:g}" for z in img.header.get_zooms()[:3]))
             shas.append(sha256_file(rec.path))

@@ -78,7 +78,21 @@ def check_voxels(data: np.ndarray, where: str) -> None:
         raise InputError(f"{where}: all voxels are zero (empty image)")
 
 
+def load_scan(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
+    """A scan as `load_volume` checks it; a folder is taken as one DICOM series and converted first."""
+    if Path(path).is_dir():
+        from adtransfer.dicom import load_series
+
+        return load_series(path, who)
+    return load_volume(path, who)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file (of a DICOM folder: of its files' names and contents)."""
+    if Path(path).is_dir():
+        from adtransfer.dicom import sha256_folder
+
+        return sha256_folder(path, chunk)
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):

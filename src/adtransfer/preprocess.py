@@ -1,12 +1,14 @@
-"""Per-subject preprocessing of a scan already in MNI space, as a nipype workflow.
+"""Per-subject preprocessing of a scan, as a nipype workflow.
 
-    reorient (validate, RAS+) -> resample onto the 2 mm MNI grid -> normalize intensity -> crop -> export
-                                                                                                 \\-> QC
+    [dicom (a series folder -> NIfTI)] -> reorient (validate, RAS+) -> [register (space: native)]
+        -> resample onto the 2 mm MNI grid -> normalize intensity -> crop -> export
+                                                                          \\-> QC
 
-Each step is a small nipype interface around a plain function, so a registration node for native-space
-scans slots in between `reorient` and `resample` later. Intensity: FDG is divided by its mean uptake in a
-reference region (whole brain by default, as ADNI's "normalized to global brain uptake"); ECD is z-scored
-within the brain (mean 0, SD 1), as the paper. The crop keeps 95x95x48 voxels (see config `crop`).
+Each step is a small nipype interface around a plain function. `register` (adtransfer.registration) estimates
+the scanner -> MNI affine and writes it into the header, so `resample` follows it like any other affine.
+Intensity: FDG is divided by its mean uptake in a reference region (whole brain by default, as ADNI's
+"normalized to global brain uptake"); ECD is z-scored within the brain (mean 0, SD 1), as the paper. The crop
+keeps 95x95x48 voxels (see config `crop`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from adtransfer import __version__
 from adtransfer.errors import InputError
 from adtransfer.grid import Grid, crop
 from adtransfer.io import load_volume, save_nifti, sha256_file, write_text
+from adtransfer.registration import RegistrationSettings
 from adtransfer.templates import MNI_2MM, load_templates
 
 MODALITIES = ("fdg_pet", "ecd_spect")
@@ -43,6 +46,7 @@ class PreprocParams:
     reference: str = "brain"  # FDG intensity reference: brain | cerebellum
     interpolation: int = 1  # spline order for resampling (1 = trilinear)
     space: str = "mni"
+    registration: RegistrationSettings = RegistrationSettings()  # space native only
 
     def digest(self) -> str:
         """Hash of everything that changes the output, for the cache's provenance."""
@@ -68,18 +72,25 @@ def resample_to_mni(img: nib.Nifti1Image, grid: Grid = MNI_2MM, order: int = 1) 
 
 
 def normalize_intensity(data: np.ndarray, modality: str, reference: str = "brain", who: str = "") -> np.ndarray:
+    """Statistics over the brain voxels the scan covers (see `field_of_view`)."""
     t = load_templates()
     brain = t.brain_mask
-    inside = data[brain]
-    coverage = np.count_nonzero(inside > 0) / inside.size
+    coverage = np.count_nonzero(data[brain] > 0) / np.count_nonzero(brain)
     if coverage < MIN_BRAIN_COVERAGE:
         raise InputError(
             f"{who}: only {coverage:.0%} of the MNI brain mask has signal (empty brain); "
             "is the scan in MNI space (config `space: mni`)?"
         )
+    in_view = field_of_view(data, brain)
+    inside = data[brain & in_view]
     if modality == "fdg_pet":
         ref = brain if REFERENCE_REGIONS[reference] is None else t.region_mask(REFERENCE_REGIONS[reference])
-        mean = float(data[ref].mean())
+        if np.count_nonzero(ref & in_view) < 0.5 * np.count_nonzero(ref):
+            raise InputError(
+                f"{who}: the field of view misses most of the {reference} reference region; "
+                "choose another reference (config preprocess.fdg_reference)"
+            )
+        mean = float(data[ref & in_view].mean())
         if mean <= 0:
             raise InputError(
                 f"{who}: mean uptake in the {reference} reference region is {mean:g}; expected positive uptake"
@@ -91,6 +102,16 @@ def normalize_intensity(data: np.ndarray, modality: str, reference: str = "brain
             raise InputError(f"{who}: constant intensity inside the brain; cannot z-score")
         return ((data - mean) / sd).astype(np.float32)
     raise ValueError(f"unknown modality {modality!r}")
+
+
+def field_of_view(data: np.ndarray, brain: np.ndarray, max_zero_fraction: float = 0.01) -> np.ndarray:
+    """Where the scan has data: everything, unless more than 1 % of the brain is exactly zero (a field of view cut
+    short: no cerebellum or vertex). Then zero regions, less isolated zero voxels (clipped noise), are left out."""
+    if np.count_nonzero(data[brain] == 0) <= max_zero_fraction * np.count_nonzero(brain):
+        return np.ones(data.shape, bool)
+    from scipy import ndimage
+
+    return ~ndimage.binary_opening(data == 0, iterations=2)
 
 
 # --- nipype interfaces around them --------------------------------------------------------------------
@@ -180,13 +201,9 @@ def build_workflow(params: PreprocParams, in_file: str, who: str, base_dir: str)
     """The nipype workflow for one scan; the last node's out_file is the preprocessed volume."""
     from nipype import Node, Workflow
 
-    if params.space != "mni":
-        raise InputError(
-            f"space '{params.space}' needs a registration step that is not implemented yet; "
-            "provide scans already normalized to MNI space (space: mni)"
-        )
     wf = Workflow(name="preprocess", base_dir=base_dir)
-    reorient_node = Node(Reorient(in_file=os.path.abspath(in_file), who=who), name="reorient")
+    reorient_node = Node(Reorient(who=who), name="reorient")
+    _connect_input(wf, reorient_node, in_file, who)
     resample_node = Node(Resample(order=params.interpolation, who=who), name="resample")
     normalize_node = Node(Normalize(modality=params.modality, reference=params.reference, who=who), name="normalize")
     crop_node = Node(
@@ -195,12 +212,95 @@ def build_workflow(params: PreprocParams, in_file: str, who: str, base_dir: str)
     )
     wf.connect(
         [
-            (reorient_node, resample_node, [("out_file", "in_file")]),
+            (_connect_registration(wf, params, reorient_node, who), resample_node, [("out_file", "in_file")]),
             (resample_node, normalize_node, [("out_file", "in_file")]),
             (normalize_node, crop_node, [("out_file", "in_file")]),
         ]
     )
     return wf
+
+
+# --- native space and DICOM input: the nodes in front of `resample` --------------------------------------
+
+
+class _DicomIn(BaseInterfaceInputSpec):
+    in_dir = traits.Directory(exists=True, mandatory=True)
+    who = traits.Str("", usedefault=True)
+
+
+class DicomToNifti(SimpleInterface):
+    """One DICOM series folder -> NIfTI, with dcm2niix (see adtransfer.dicom)."""
+
+    input_spec = _DicomIn
+    output_spec = _ImageOut
+
+    def _run_interface(self, runtime):
+        from adtransfer.dicom import convert_series
+
+        out = convert_series(self.inputs.in_dir, os.path.abspath("series.nii"), self.inputs.who)
+        self._results["out_file"] = str(out)
+        return runtime
+
+
+class _RegisterIn(_ImageIn):
+    modality = traits.Enum(*MODALITIES, mandatory=True)
+    settings = traits.Dict(desc="RegistrationSettings fields (config preprocess.registration)")
+
+
+class _RegisterOut(_ImageOut):
+    registration_file = File(exists=True, desc="JSON: affine_scanner_to_mni, similarity, seconds")
+
+
+class Register(SimpleInterface):
+    """Register the scan to the modality template (rigid then affine); out_file's header maps it to MNI mm."""
+
+    input_spec = _RegisterIn
+    output_spec = _RegisterOut
+
+    def _run_interface(self, runtime):
+        from adtransfer.registration import register_to_template, with_registration
+
+        img = nib.load(self.inputs.in_file)
+        settings = RegistrationSettings.from_config(self.inputs.settings)
+        result = register_to_template(np.asarray(img.dataobj, np.float32), img.affine, self.inputs.modality, settings)
+        out = with_registration(img, result.affine_scanner_to_mni)
+        self._results["out_file"] = _save(np.asarray(out.dataobj), out.affine, "registered.nii")
+        self._results["registration_file"] = os.path.abspath("registration.json")
+        Path(self._results["registration_file"]).write_text(json.dumps(result.as_dict(), indent=2))
+        return runtime
+
+
+def _connect_input(wf, reorient_node, in_file: str, who: str) -> None:
+    """Feed the scan to `reorient`: a NIfTI file directly, a DICOM series folder through dcm2niix."""
+    from nipype import Node
+
+    if os.path.isdir(in_file):
+        dicom_node = Node(DicomToNifti(in_dir=os.path.abspath(in_file), who=who), name="dicom")
+        wf.connect(dicom_node, "out_file", reorient_node, "in_file")
+    else:
+        reorient_node.inputs.in_file = os.path.abspath(in_file)
+
+
+def _connect_registration(wf, params: PreprocParams, reorient_node, who: str):
+    """The node whose out_file is on MNI coordinates: `reorient` itself (space mni) or a `register` node."""
+    from nipype import Node
+
+    if params.space == "mni":
+        return reorient_node
+    if params.space != "native":
+        raise ValueError(f"unknown space {params.space!r}")
+    settings = asdict(params.registration)
+    register_node = Node(Register(modality=params.modality, settings=settings, who=who), name="register")
+    wf.connect(reorient_node, "out_file", register_node, "in_file")
+    return register_node
+
+
+def registration_record(outputs: dict, space: str) -> dict:
+    """The sidecar's `registration` entry."""
+    if space == "mni":
+        return {"space": "mni", "registered": False}
+    found = json.loads(Path(outputs["register"].registration_file).read_text())
+    return {"space": "native", "registered": True, **found}
 
 
 def _run(wf) -> dict:
@@ -210,6 +310,9 @@ def _run(wf) -> dict:
 
     nipype_config.set("execution", "crashdump_dir", wf.base_dir)
     nipype_config.set("execution", "create_report", "false")
+    # the workflow copied the global config when it was built: set what its nodes read on its own copy too
+    wf.config["execution"]["crashdump_dir"] = wf.base_dir
+    wf.config["execution"]["remove_unnecessary_outputs"] = False  # keep outputs read after the run (registration)
     for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
@@ -229,6 +332,7 @@ def preprocess_subject(
     subject: str = "",
     qc_png: str | os.PathLike | None = None,
     sidecar: str | os.PathLike | None = None,
+    registration_png: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """Run the workflow for one scan; write the cropped volume (and QC PNG, JSON sidecar) atomically."""
     who = f"{in_file}" + (f" (subject {subject})" if subject else "")
@@ -236,6 +340,8 @@ def preprocess_subject(
         outputs = _run(build_workflow(params, str(in_file), who, work))
         cropped = nib.load(outputs["crop"].out_file)
         data = np.asarray(cropped.dataobj, dtype=np.float32)
+        on_mni = np.asarray(nib.load(outputs["resample"].out_file).dataobj, dtype=np.float32)
+        registration = registration_record(outputs, params.space)
     img = nib.Nifti1Image(data, params.crop_grid.affine)
     img.header.set_xyzt_units("mm")
     img.header["descrip"] = f"adtransfer {params.modality} preprocessed"
@@ -244,6 +350,10 @@ def preprocess_subject(
         from adtransfer.plots import qc_mosaic_png
 
         qc_mosaic_png(data, qc_png, params.modality, title=subject or Path(in_file).name)
+    if registration_png:
+        from adtransfer.plots import registration_qc_png
+
+        registration_qc_png(on_mni, registration_png, params.modality, subject or Path(in_file).name, registration)
     if sidecar:
         from adtransfer.roi import regional_means
 
@@ -258,6 +368,7 @@ def preprocess_subject(
             "adtransfer": __version__,
             "stats": {"min": float(data.min()), "max": float(data.max()), "mean": float(data.mean())},
             "roi_means": dict(zip(regions, means[0].astype(float).tolist(), strict=True)),
+            "registration": registration,
         }
         write_text(sidecar, json.dumps(meta, indent=2, default=str) + "\n")
     return data

@@ -113,11 +113,17 @@ class CohortSpec:
     field_sd: float = 0.05  # smooth multiplicative field (scanner/attenuation/normalization residue)
     site_sd: float = 0.04  # per-site gradient amplitude
     global_sd: float = 0.2  # log-SD of per-subject global scaling
+    space: str = "mni"  # mni: on the SPM 2 mm grid; native: scanner space (random rigid pose, site voxel sizes)
+    native_voxel_mm: tuple[float, float, float] = (2.4, 2.4, 3.3)
+    native_fov_mm: tuple[float, float, float] = (256.0, 256.0, 200.0)
+    max_rotation_deg: float = 10.0
+    max_translation_mm: float = 15.0
 
     @classmethod
     def from_config(cls, name: str, modality: str, synthetic: dict, seed: int) -> CohortSpec:
         keys = set(cls.__dataclass_fields__) - {"name", "modality", "seed"}
-        return cls(name=name, modality=modality, seed=seed, **{k: v for k, v in synthetic.items() if k in keys})
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in synthetic.items() if k in keys}
+        return cls(name=name, modality=modality, seed=seed, **values)
 
     @property
     def model(self) -> ModalityModel:
@@ -237,13 +243,61 @@ def _init_worker(spec: CohortSpec) -> None:
     _WORKER = _Simulator(spec)
 
 
-def _write_subject(args: tuple[int, float, str, str]) -> str:
+def _write_subject(args: tuple[int, float, str, str]) -> tuple[str, list | None]:
     index, severity, site, path = args
     volume = _WORKER.simulate(index, severity, site)
-    img = nib.Nifti1Image(volume, _WORKER.t.grid.affine)
+    truth = None
+    if _WORKER.spec.space == "native":
+        img, scanner_to_mni = to_native_space(volume, _WORKER.t.grid.affine, _WORKER.spec, index)
+        truth = np.round(scanner_to_mni, 9).tolist()
+    else:
+        img = nib.Nifti1Image(volume, _WORKER.t.grid.affine)
     img.header.set_xyzt_units("mm")
     save_nifti(img, path)
-    return path
+    return path, truth
+
+
+# --- native-space scans: what a scanner writes before any spatial normalization ----------------------------
+
+
+def random_rigid(rng: np.random.Generator, max_rotation_deg: float, max_translation_mm: float) -> np.ndarray:
+    """A 4x4 rigid transform: rotations about x, y, z up to +-max degrees, translations up to +-max mm."""
+    ax, ay, az = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg, 3))
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    out = np.eye(4)
+    out[:3, :3] = rz @ ry @ rx
+    out[:3, 3] = rng.uniform(-max_translation_mm, max_translation_mm, 3)
+    return out
+
+
+def native_grid(voxel_mm, fov_mm) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and affine of a scanner grid: LAS storage order (x flipped, as many SPECT systems write), the
+    field of view centred on the scanner origin."""
+    voxel = np.asarray(voxel_mm, float)
+    shape = tuple(int(np.ceil(f / v)) for f, v in zip(fov_mm, voxel, strict=True))
+    affine = np.diag([-voxel[0], voxel[1], voxel[2], 1.0])
+    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
+    return shape, affine
+
+
+def to_native_space(
+    volume: np.ndarray, mni_affine: np.ndarray, spec: CohortSpec, index: int
+) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """Resample an MNI-space volume into scanner space under a random rigid pose (the subject's own stream).
+
+    Returns the native image and the true scanner-mm -> MNI-mm transform (what registration should recover).
+    """
+    from nibabel.processing import resample_from_to
+
+    rng = spec.stream(3, index)
+    scanner_to_mni = random_rigid(rng, spec.max_rotation_deg, spec.max_translation_mm)
+    shape, affine = native_grid(spec.native_voxel_mm, spec.native_fov_mm)
+    # the MNI voxels placed in scanner mm: voxel -> MNI mm -> scanner mm
+    placed = nib.Nifti1Image(volume, np.linalg.inv(scanner_to_mni) @ mni_affine)
+    native = resample_from_to(placed, (shape, affine), order=1, mode="constant", cval=0.0)
+    return nib.Nifti1Image(np.asarray(native.dataobj, np.float32), affine), scanner_to_mni
 
 
 def generate_cohort(
@@ -257,15 +311,19 @@ def generate_cohort(
     people = draw_participants(spec)
     jobs = [(i, float(r.severity), r.site, str(out / r.path)) for i, r in enumerate(people.itertuples())]
     done = 0
+    transforms = {}
     if workers > 1:
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-            for _ in pool.map(_write_subject, jobs, chunksize=4):
+            for sid, (_, transform) in zip(
+                people["subject_id"], pool.map(_write_subject, jobs, chunksize=4), strict=True
+            ):
+                transforms[sid] = transform
                 done += 1
                 _progress(progress, done, len(jobs))
     else:
         _init_worker(spec)
-        for job in jobs:
-            _write_subject(job)
+        for sid, job in zip(people["subject_id"], jobs, strict=True):
+            transforms[sid] = _write_subject(job)[1]
             done += 1
             _progress(progress, done, len(jobs))
     t = load_templates()
@@ -280,6 +338,8 @@ def generate_cohort(
         "pattern_map": "ad_pattern.nii.gz",
         "note": "uptake = tissue * regional * (1 - effect * severity * pattern) * fields, smoothed, noised",
     }
+    if spec.space == "native":
+        truth.update(native_truth(spec, transforms))
     write_text(out / "ground_truth.json", json.dumps(truth, indent=2) + "\n")
     write_text(
         out / "ground_truth.tsv",
@@ -289,6 +349,18 @@ def generate_cohort(
     with atomic_output(out / "participants.tsv") as tmp:
         people.drop(columns="severity").to_csv(tmp, sep="\t", index=False)
     return people
+
+
+def native_truth(spec: CohortSpec, transforms: dict) -> dict:
+    """Ground-truth entries of a native-space cohort: its geometry and every scan's true scanner->MNI transform."""
+    return {
+        "space": "native",
+        "native_voxel_mm": list(spec.native_voxel_mm),
+        "native_fov_mm": list(spec.native_fov_mm),
+        "max_rotation_deg": spec.max_rotation_deg,
+        "max_translation_mm": spec.max_translation_mm,
+        "affine_scanner_to_mni": transforms,
+    }
 
 
 def _progress(enabled: bool, done: int, total: int) -> None:

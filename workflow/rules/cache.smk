@@ -3,7 +3,7 @@
 
 rule cache:
     input:
-        table="results/cohort/{cohort}.tsv",
+        table=cohort_table_used,
         nii=lambda wc: expand("results/preproc/{{cohort}}/{subject}.nii.gz", subject=subjects(wc.cohort)),
         sidecars=lambda wc: expand("results/preproc/{{cohort}}/{subject}.json", subject=subjects(wc.cohort)),
     output:

@@ -15,7 +15,7 @@ for _cohort in [c for c in COHORTS if is_synthetic(c)]:
         params:
             name=_cohort,
             modality=config["cohorts"][_cohort]["modality"],
-            spec=json.dumps(config["cohorts"][_cohort]["synthetic"], sort_keys=True),
+            spec=json.dumps(synthetic_spec(_cohort), sort_keys=True),
             seed=config["seed"],
             out=lambda wc, output: os.path.dirname(output.table),
         threads: 2

@@ -78,6 +78,37 @@ def cohort_scans(wildcards):
     return list(SCANS[wildcards.cohort].values())
 
 
+# --- native-space cohorts: registration and its QC -------------------------------------------------------
+
+REGISTRATION = PREPROC.get("registration", {})
+# what the registration itself uses (the QC threshold and decision do not rerun preprocessing)
+REGISTRATION_SETTINGS = {k: v for k, v in REGISTRATION.items() if k not in ("min_similarity", "on_fail")}
+
+
+def space_of(cohort):
+    return config["cohorts"][cohort].get("space", "mni")
+
+
+def registration_settings(cohort):
+    """JSON registration settings of a cohort's preprocessing ("{}" for MNI-space cohorts: nothing to rerun)."""
+    return json.dumps(REGISTRATION_SETTINGS, sort_keys=True) if space_of(cohort) == "native" else "{}"
+
+
+def cohort_table_used(wildcards):
+    """The cohort table the cache and the splits read: for native cohorts, the one after registration QC."""
+    if space_of(wildcards.cohort) == "native":
+        return f"results/qc/{wildcards.cohort}/registration_included.tsv"
+    return f"results/cohort/{wildcards.cohort}.tsv"
+
+
+def synthetic_spec(cohort):
+    """A synthetic cohort's settings; a native-space cohort's scans are written in scanner space."""
+    spec = dict(config["cohorts"][cohort]["synthetic"])
+    if config["cohorts"][cohort].get("space", "mni") == "native":
+        spec.setdefault("space", "native")
+    return spec
+
+
 # --- the training grid ---------------------------------------------------------------------------------
 
 SPLITS = config.get("splits", {})

@@ -3,7 +3,7 @@
 
 rule split:
     input:
-        table="results/cohort/{cohort}.tsv",
+        table=cohort_table_used,
         test_file=fixed_test_file,
     output:
         "results/splits/{cohort}.tsv",
