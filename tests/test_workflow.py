@@ -72,7 +72,6 @@ def test_training_jobs_are_gpu_tagged(tmp_path):
         assert re.search(r"resources: .*gpu=1", block), block
 
 
-
 def test_replicate_jobs_are_gpu_tagged_and_seeded_apart(tmp_path):
     proc = snakemake(
         tmp_path,

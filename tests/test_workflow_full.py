@@ -67,9 +67,10 @@ def test_full_run_writes_every_result(full_run):
     assert "Findings" in page and "Transfer effect over 2 replicates" in page and page.count("data:image/png") == 4
     # replicate 1 of the ECD stage trained, predicted and evaluated with its own seed; not explained
     rep = json.loads((res / "models/ecd/scratch_r1/metrics.json").read_text())
-    assert rep["settings"]["seed"] == json.loads((res / "models/ecd/scratch/metrics.json").read_text())[
-        "settings"
-    ]["seed"] + 1000
+    assert (
+        rep["settings"]["seed"]
+        == json.loads((res / "models/ecd/scratch/metrics.json").read_text())["settings"]["seed"] + 1000
+    )
     assert (res / "metrics/ecd/from_fdg_n8_r1.json").exists() and not (res / "explain/ecd/scratch_r1").exists()
     snakemake(work, full_run[1], "--report", "results/report.html", timeout=300)
     assert (res / "report.html").stat().st_size > 100_000
