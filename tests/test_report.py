@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from adtransfer import report
 from adtransfer.catalog import grid, replicate_seed
+from adtransfer.errors import InputError
 from adtransfer.evaluate import evaluate, holm, read_predictions, write_json, write_predictions
 
 SIZES = [8, 16]
@@ -276,3 +277,15 @@ def test_explanation_table_puts_gradcam_beside_the_baseline(results):
     assert (roi["altered among top 10 regions"] == 7).all()
     report.write_table(table, root / "tables", "explanations")
     assert "nan" not in (root / "tables" / "explanations.md").read_text()
+
+
+def test_metrics_from_an_older_version_ask_for_a_rerun(results, tmp_path):
+    root, _ = results
+    old = tmp_path / "old"
+    shutil.copytree(root, old)
+    path = old / "metrics" / "mmse" / "fdg.json"
+    metrics = json.loads(path.read_text())
+    metrics["test"] = {"n": 30, "r2": 0.5, "pearson_r": 0.8, "p": 0.01, "mae": 2.0}
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(InputError, match="older adtransfer.*--forcerun evaluate"):
+        report.write_tables(old, SIZES, old / "tables", old / "summary.html", replicates=REPLICATES, n_boot=100)

@@ -10,6 +10,7 @@ import base64
 import html
 import json
 import os
+import re
 from pathlib import Path
 
 import h5py
@@ -18,6 +19,7 @@ import pandas as pd
 
 from adtransfer import figures
 from adtransfer.catalog import Model, comparisons, grid
+from adtransfer.errors import InputError
 from adtransfer.evaluate import (
     delong_test,
     holm,
@@ -267,6 +269,11 @@ def mmse_table(res: Results) -> pd.DataFrame:
                 s = met.get(split)
                 if not s:
                     continue
+                if "pearson_r2" not in s:
+                    raise InputError(
+                        f"{res.root / 'metrics' / m.name}.json: written by an older adtransfer (no Pearson r² / "
+                        "coefficient of determination); recompute it: snakemake --forcerun evaluate"
+                    )
                 row.update(
                     {
                         f"{split} n": s["n"],
@@ -412,7 +419,7 @@ def summary_html(
         "<h2>Findings</h2><ol class='findings'>",
     ]
     for s in sentences:
-        cls = "sig" if "significant at" in s and "not significant" not in s else "ns"
+        cls = "sig" if re.search(r": significant at|\b[1-9]\d* of \d+ comparisons significant", s) else "ns"
         parts.append(f"<li class='{cls}'>{html.escape(s)}</li>")
     parts.append("</ol>")
     if figures_:
