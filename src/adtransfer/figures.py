@@ -93,7 +93,7 @@ def sample_size_figure(
 def mmse_scatter(panels: Sequence[tuple[str, pd.DataFrame, dict]], path: str | os.PathLike, dpi: int = 120) -> None:
     """Predicted vs true MMSE per model (train and test points), identity line; per split the paper's R² (squared
     Pearson r, bootstrap CI) with the Pearson p, the coefficient of determination and the MAE."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 5.6), squeeze=False)
     for ax, (title, pred, stats) in zip(axes[0], panels, strict=True):
         for split, marker, colour in (("train", "o", "#9ecae1"), ("test", "s", "#d62728")):
             rows = pred[(pred["split"] == split) & np.isfinite(pred["target"])]
@@ -101,14 +101,14 @@ def mmse_scatter(panels: Sequence[tuple[str, pd.DataFrame, dict]], path: str | o
             label = f"{split} (n={len(rows)})"
             if s:
                 label += (
-                    f": R² (Pearson r²) {s['pearson_r2']:.2f}"
+                    f"\nR² (Pearson r², paper) {s['pearson_r2']:.2f}"
                     + (f" [{s['pearson_r2_ci'][0]:.2f}, {s['pearson_r2_ci'][1]:.2f}]" if "pearson_r2_ci" in s else "")
-                    + f", p {s['p']:.1e}; coef. of determination {s['r2_determination']:.2f}; MAE {s['mae']:.1f}"
+                    + f", p {s['p']:.1e}\ncoef. of determination {s['r2_determination']:.2f}, MAE {s['mae']:.1f}"
                 )
             ax.scatter(rows["target"], rows["ensemble"], s=14, marker=marker, color=colour, alpha=0.8, label=label)
         ax.plot([0, 30], [0, 30], "k--", lw=1, label="identity")
         ax.set(xlim=(0, 31), ylim=(0, 31), xlabel="true MMSE", ylabel="predicted MMSE", title=title, aspect="equal")
-        ax.legend(fontsize=6.5, loc="upper left")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: the panel stays readable
     save(fig, path, dpi)
 
 
