@@ -221,22 +221,26 @@ def cmd_explain_baseline(args: argparse.Namespace) -> None:
 def cmd_tables(args: argparse.Namespace) -> None:
     from adtransfer.report import write_tables
 
-    figure_paths = dict(args.figure or [])
     sentences = write_tables(
         args.results,
         args.sizes,
         args.out_dir,
-        args.summary,
         replicates=args.replicates,
         init=args.init,
         comparison_spec=json.loads(args.comparisons) if args.comparisons else None,
         n_boot=args.n_boot,
         seed=args.seed,
         alpha=args.alpha,
-        figure_paths=figure_paths,
     )
     for sentence in sentences:
         print(sentence)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from adtransfer.report import write_summary_page
+
+    write_summary_page(args.tables_dir, args.out, dict(args.figure or []), args.alpha)
+    log.info("wrote %s", args.out)
 
 
 def cmd_explanations(args: argparse.Namespace) -> None:
@@ -415,11 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", **sizes)
     catalog_args(p)
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--summary", required=True, help="summary page (HTML)")
     p.add_argument("--comparisons", help="config `comparisons` as JSON (default: the schema's families)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for paired-difference CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the Holm adjustment")
+
+    p = add("summary", cmd_summary, "The one-page result (HTML) from the tables, the findings and key figures.")
+    p.add_argument("--tables-dir", required=True, help="folder `tables` wrote (TSVs and summary.md)")
+    p.add_argument("--out", required=True, help="summary page (HTML)")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise level (as given to `tables`)")
     p.add_argument(
         "--figure", nargs=2, action="append", metavar=("CAPTION", "PNG"), help="a figure to show inline (repeat)"
     )

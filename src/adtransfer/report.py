@@ -437,11 +437,20 @@ def summary_html(
     return "\n".join(parts)
 
 
+SUMMARY_TABLES = {
+    "table3_fdg": "Table 3: FDG PET test set",
+    "table4_ecd": "Table 4: ECD SPECT test set",
+    "mmse": "MMSE regression",
+    "comparisons": "Pre-specified comparisons (raw and Holm-adjusted p)",
+    "replicates": "Replicates: ECD fine-tuned minus the comparator, same seed",
+}
+
+
 def write_tables(
     results_dir: str | os.PathLike,
     sizes: list[int],
     out_dir: str | os.PathLike,
-    summary_path: str | os.PathLike,
+    summary_path: str | os.PathLike | None = None,
     replicates: int = 1,
     init: str = "random",
     comparison_spec: dict | None = None,
@@ -450,6 +459,8 @@ def write_tables(
     alpha: float = 0.05,
     figure_paths: dict[str, str | os.PathLike] | None = None,
 ) -> list[str]:
+    """Every table (TSV and Markdown) and the findings (summary.md) under out_dir; with `summary_path` also the
+    summary page (as `write_summary_page`)."""
     res = Results(results_dir, sizes, replicates, init)
     out = Path(out_dir)
     comps = comparison_table(res, comparison_spec, n_boot, seed, alpha)
@@ -460,16 +471,24 @@ def write_tables(
         write_table(df, out, name)
     sentences = summary_sentences(res, comps, reps, mmse, alpha)
     write_text(out / "summary.md", "\n".join(f"- {s}" for s in sentences) + "\n")
-    shown = {
-        "Table 3: FDG PET test set": tables["table3_fdg"],
-        "Table 4: ECD SPECT test set": tables["table4_ecd"],
-        "MMSE regression": mmse,
-        "Pre-specified comparisons (raw and Holm-adjusted p)": comps,
-        "Replicates: ECD fine-tuned minus the comparator, same seed": reps,
-    }
-    figs = {k: Path(v) for k, v in (figure_paths or {}).items() if Path(v).exists()}
-    write_text(summary_path, summary_html(sentences, shown, figs, alpha))
+    if summary_path is not None:
+        write_summary_page(out, summary_path, figure_paths, alpha)
     return sentences
+
+
+def write_summary_page(
+    tables_dir: str | os.PathLike,
+    summary_path: str | os.PathLike,
+    figure_paths: dict[str, str | os.PathLike] | None = None,
+    alpha: float = 0.05,
+) -> None:
+    """The one-page result from the written tables and findings (summary.md) and the figures: its own step, so a
+    figure setting redraws the figures and this page, not the tables."""
+    folder = Path(tables_dir)
+    sentences = [ln[2:] for ln in (folder / "summary.md").read_text().splitlines() if ln.startswith("- ")]
+    tables = {title: pd.read_csv(folder / f"{name}.tsv", sep="\t") for name, title in SUMMARY_TABLES.items()}
+    figs = {k: Path(v) for k, v in (figure_paths or {}).items() if Path(v).exists()}
+    write_text(summary_path, summary_html(sentences, tables, figs, alpha))
 
 
 # --- figures -------------------------------------------------------------------------------------------

@@ -10,11 +10,9 @@ rule tables:
         mmse_inputs(),
         # validation metrics: the summary's "best" CNN is chosen on validation data
         [f"results/models/{m}/metrics.json" for m, spec in MODELS.items() if spec.kind == "cnn" and spec.replicate == 0],
-        figures=list(SUMMARY_FIGURES.values()),
     output:
         tables=expand("results/tables/{name}.{ext}", name=TABLES, ext=["tsv", "md"]),
         summary_md="results/tables/summary.md",
-        summary=report("results/summary.html", caption="../report/summary.rst", category="1. Summary"),
     params:
         sizes=SIZES_ARG,
         replicates=N_REPLICATES,
@@ -23,7 +21,6 @@ rule tables:
         n_boot=EVAL.get("n_bootstrap", 1000),
         alpha=EVAL.get("alpha", 0.05),
         seed=config["seed"],
-        figures=" ".join(f"--figure {shlex.quote(k)} {shlex.quote(v)}" for k, v in SUMMARY_FIGURES.items()),
         out_dir=lambda wc, output: os.path.dirname(output.summary_md),
     conda:
         "../../envs/report.yaml"
@@ -32,7 +29,27 @@ rule tables:
     shell:
         "python -m adtransfer tables --results results --sizes {params.sizes} --replicates {params.replicates}"
         " --init {params.init:q} --comparisons {params.comparisons:q} --n-boot {params.n_boot} --seed {params.seed}"
-        " --alpha {params.alpha} {params.figures} --out-dir {params.out_dir} --summary {output.summary} --log {log}"
+        " --alpha {params.alpha} --out-dir {params.out_dir} --log {log}"
+
+
+rule summary:
+    input:
+        tables=expand("results/tables/{name}.tsv", name=TABLES),
+        findings="results/tables/summary.md",
+        figures=list(SUMMARY_FIGURES.values()),
+    output:
+        report("results/summary.html", caption="../report/summary.rst", category="1. Summary"),
+    params:
+        tables_dir=lambda wc, input: os.path.dirname(input.findings),
+        alpha=EVAL.get("alpha", 0.05),
+        figures=" ".join(f"--figure {shlex.quote(k)} {shlex.quote(v)}" for k, v in SUMMARY_FIGURES.items()),
+    conda:
+        "../../envs/report.yaml"
+    log:
+        "results/logs/report/summary.log",
+    shell:
+        "python -m adtransfer summary --tables-dir {params.tables_dir:q} --alpha {params.alpha} {params.figures}"
+        " --out {output:q} --log {log}"
 
 
 rule figure_roc:
