@@ -6,7 +6,9 @@ import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-from workflow_helpers import ROOT
+from workflow_helpers import ROOT, snakemake, write_config
+
+from adtransfer.configuration import config_problems
 
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -42,6 +44,12 @@ def test_paper_config_holds_the_papers_numbers():
         lambda c: c["cohorts"]["fdg"].update(modality="mri"),
         lambda c: c["cohorts"].update({"bad name": {"modality": "fdg_pet"}}),
         lambda c: c["crop"].update(shape=[95, 95]),
+        lambda c: c["splits"].update(mmse_min={"fdg": 15, "spect": 0}),  # unknown role
+        lambda c: c["splits"].update(mmse_min=31),
+        lambda c: c["train"].update(replicates=0),
+        lambda c: c["train"].update(replicates=[1, 1]),  # a seed twice is one replicate
+        lambda c: c.update(comparisons={"primary": ["best_on_test"]}),  # only the pre-specified rules exist
+        lambda c: c.update(comparisons={"primary": [{"a": "ecd/scratch"}]}),
     ],
 )
 def test_schema_rejects(mutate):
@@ -49,3 +57,41 @@ def test_schema_rejects(mutate):
     mutate(cfg)
     with pytest.raises(WorkflowError):
         validate(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("value", [15, {"fdg": 15, "ecd": 0}, {"fdg": 15}])
+def test_mmse_min_is_a_number_or_per_role(value):
+    cfg = copy.deepcopy(load("config.yaml"))
+    cfg["splits"]["mmse_min"] = value
+    validate(cfg, SCHEMA)
+
+
+def test_shipped_configs_have_no_problems():
+    assert config_problems(load("config.yaml")) == [] and config_problems(load("paper.yaml")) == []
+
+
+def test_non_square_crop_is_refused_with_a_clear_message(tmp_path):
+    """The mosaic tiles are square and the inverse mosaic maps them back onto the crop: x != y breaks both.
+    The schema alone cannot compare two values, so the workflow checks it before any job."""
+    cfg = copy.deepcopy(load("config.yaml"))
+    cfg["crop"]["shape"] = [95, 80, 48]
+    assert any(p.startswith("crop.shape [95, 80, 48]: x and y must be equal") for p in config_problems(cfg))
+    cfg = {
+        "seed": 1,
+        "mosaic": {"size": 96},
+        "crop": {"shape": [95, 80, 48]},
+        "cohorts": {"fdg": {"modality": "fdg_pet", "synthetic": {"n_ad": 2, "n_nc": 2}}},
+    }
+    proc = snakemake(tmp_path, write_config(tmp_path / "c.yaml", cfg), "-n", check=False)
+    err = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "crop.shape [95, 80, 48]: x and y must be equal" in err
+    assert "Traceback" not in err
+
+
+def test_comparison_naming_an_unknown_model_is_refused():
+    cfg = copy.deepcopy(load("config.yaml"))
+    cfg["comparisons"] = {"primary": [{"a": "ecd/from_fdg_n999", "b": "ecd/scratch"}]}
+    validate(cfg, SCHEMA)
+    assert any("no model 'ecd/from_fdg_n999'" in p for p in config_problems(cfg))
+    cfg["comparisons"] = {"primary": [{"a": "fdg/n80", "b": "ecd/scratch"}]}  # different test subjects
+    assert any("not scored on the same test subjects" in p for p in config_problems(cfg))

@@ -14,6 +14,9 @@ from adtransfer.evaluate import (
     classification_metrics,
     delong_test,
     evaluate,
+    holm,
+    paired_auc_difference,
+    paired_mae_difference,
     read_predictions,
     regression_metrics,
     threshold_metrics,
@@ -204,3 +207,56 @@ def test_regression_metrics():
     assert m["test"]["mae"] == pytest.approx(np.mean(np.abs(test_y - test_hat)))
     assert m["test"]["pearson_r"] == pytest.approx(np.corrcoef(test_y, test_hat)[0, 1])
     assert m["train"]["n"] == 40 and m["test"]["p"] < 1e-3
+
+
+def test_r2_is_reported_both_ways_and_named_for_what_it_is():
+    """The paper's R² is the squared Pearson r of the linear fit; scikit-learn's coefficient of determination is a
+    different number (negative for a biased prediction). Today's table printed only the latter as "R2"."""
+    rng = np.random.default_rng(3)
+    y = rng.uniform(10, 30, 50)
+    yhat = 0.5 * y + 20 + rng.normal(0, 2, 50)  # correlated but biased: r² high, determination low/negative
+    df = pd.DataFrame(
+        {"subject_id": [f"s{i}" for i in range(50)], "diagnosis": "AD", "split": "test", "target": y, "ensemble": yhat}
+    )
+    t = regression_metrics(df, n_boot=300, seed=1)["test"]
+    assert t["pearson_r2"] == pytest.approx(np.corrcoef(y, yhat)[0, 1] ** 2)
+    assert t["r2_determination"] == pytest.approx(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
+    assert t["pearson_r2"] > 0.5 > t["r2_determination"]
+    for key in ("pearson_r2", "r2_determination", "mae"):
+        lo, hi = t[f"{key}_ci"]
+        assert lo < t[key] < hi
+    assert regression_metrics(df, n_boot=300, seed=1) == regression_metrics(df, n_boot=300, seed=1)
+
+
+def test_holm_matches_a_hand_example():
+    # sorted p 0.01, 0.02, 0.03, 0.04 -> 4*0.01, 3*0.02, 2*0.03, 1*0.04, then running maximum: .04 .06 .06 .06
+    adjusted, reject = holm([0.03, 0.01, 0.04, 0.02], alpha=0.05)
+    np.testing.assert_allclose(adjusted, [0.06, 0.04, 0.06, 0.06])
+    assert reject.tolist() == [False, True, False, False]
+    assert holm([0.2])[0].tolist() == [0.2]
+
+
+def test_paired_auc_difference_ci_is_narrower_than_unpaired_for_correlated_models():
+    """Both models are scored on the same resampled subjects: with strongly correlated scores the paired CI of
+    the difference is far narrower than the two marginal CIs suggest."""
+    rng = np.random.default_rng(5)
+    y = np.tile([1, 0], 40)
+    base = y + rng.normal(0, 0.8, 80)
+    a, b = base + rng.normal(0, 0.1, 80), base + rng.normal(0, 0.1, 80)
+    d = paired_auc_difference(y, a, b, n_boot=500, seed=2)
+    assert d["difference"] == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
+    assert d["ci_low"] <= d["difference"] <= d["ci_high"]
+    _, lo_a, hi_a = bootstrap_auc(y, a, 500, 2)
+    assert d["ci_high"] - d["ci_low"] < 0.5 * (hi_a - lo_a)
+    assert paired_auc_difference(y, a, b, n_boot=500, seed=2) == d
+
+
+def test_paired_mae_difference():
+    rng = np.random.default_rng(6)
+    y = rng.uniform(10, 30, 60)
+    good, bad = y + rng.normal(0, 1, 60), y + rng.normal(0, 4, 60)
+    d = paired_mae_difference(y, good, bad, n_boot=500, seed=0)
+    assert d["difference"] == pytest.approx(np.mean(np.abs(good - y)) - np.mean(np.abs(bad - y)))
+    assert d["ci_high"] < 0 and d["p"] < 0.01
+    same = paired_mae_difference(y, good, good, n_boot=100)
+    assert same["p"] == 1.0 and same["difference"] == 0

@@ -322,6 +322,38 @@ def test_mmse_min_boundary_is_inclusive(cohort):
     assert (df.loc[df["diagnosis"] == "MCI", "mmse_set"] == "").all()  # mmse_include_mci defaults to False
 
 
+def test_mmse_set_is_the_only_source_of_the_regression_test_set(fdg):
+    """A classification test subject below the MMSE floor is not scored by the MMSE models (today's defect: the
+    classification test column overrode mmse_set, scoring subjects the MMSE set had dropped)."""
+    below = fdg["test"] & (fdg["mmse"] < MMSE_MIN)
+    assert below.any()
+    member = sp.split_membership(fdg, "mmse_set")
+    scored = set(member.index[member == "test"])
+    assert scored == set(fdg.loc[fdg["mmse_set"] == "test", "subject_id"])
+    assert not scored & set(fdg.loc[below, "subject_id"])
+    # classification sets still take the cohort's test column
+    member = sp.split_membership(fdg, "n100")
+    assert set(member.index[member == "test"]) == set(fdg.loc[fdg["test"], "subject_id"])
+
+
+def test_paper_config_scores_every_ecd_test_subject_in_mmse():
+    """Paper-like config: MMSE >= 15 for the FDG pre-training only, so the ECD MMSE test set is every ECD test
+    subject with a score, and the scored subjects are exactly mmse_set's test subjects."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config" / "paper.yaml").read_text())["splits"]
+    assert sp.mmse_min_for(cfg, "fdg") == 15 and sp.mmse_min_for(cfg, "ecd") == 0
+    assert sp.mmse_min_for({"mmse_min": 12}, "ecd") == 12  # a number still applies to every cohort
+    cohort = make_cohort(113, 134, 0, seed=4)
+    cohort.loc[cohort.index[:30], "mmse"] = 10.0  # some ECD subjects below 15
+    ecd = sp.make_splits(cohort, cfg["ecd_test"], None, 0.2, seed=1, mmse_min=sp.mmse_min_for(cfg, "ecd"))
+    member = sp.split_membership(ecd, "mmse_set")
+    scored = set(member.index[member == "test"])
+    assert scored == set(ecd.loc[ecd["mmse_set"] == "test", "subject_id"])
+    assert scored == set(ecd.loc[ecd["test"] & ecd["mmse"].notna(), "subject_id"])
+    assert (ecd.loc[ecd["test"], "mmse"] < 15).any()
+
+
 # --- check_splits ----------------------------------------------------------------------------------------
 
 

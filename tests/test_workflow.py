@@ -25,7 +25,18 @@ def test_default_config_dry_run(tmp_path):
     assert counts["cache"] == 2 and counts["validate"] == 2 and counts["split"] == 2
     assert counts["synth_fdg"] == 1 and counts["synth_ecd"] == 1
     n_sizes = len(cfg["splits"]["pretrain_sizes"])
-    assert counts["train_fdg"] == n_sizes and counts["finetune_ecd"] == n_sizes
+    # the ECD stage once per replicate (its own job each), FDG pre-training and MMSE once
+    reps = cfg["train"]["replicates"]
+    assert reps >= 3
+    assert counts["train_fdg"] == n_sizes and counts["finetune_ecd"] == n_sizes * reps
+    assert counts["train_ecd_scratch"] == reps and counts["train_mmse_fdg"] == 1
+    n_cnn = 2 * n_sizes + 1 + 2
+    assert counts["predict"] == n_cnn + (n_sizes + 1) * (reps - 1)  # every replicate predicts and is evaluated
+    assert counts["evaluate"] == counts["predict"] + counts["train_baseline"]
+    assert counts["gradcam"] == counts["tsne"] == 2 * n_sizes + 1  # explanations: replicate 0 only
+    for r in range(1, reps):
+        assert f"results/models/ecd/scratch_r{r}/model.keras" in proc.stdout
+        assert f"results/models/ecd/from_fdg_n{cfg['splits']['pretrain_sizes'][-1]}_r{r}/model.keras" in proc.stdout
 
 
 def test_paper_config_dry_run(tmp_path):
@@ -57,6 +68,26 @@ def test_training_jobs_are_gpu_tagged(tmp_path):
     blocks = re.split(r"\n\[\w{3} \w{3} ", proc.stdout)  # each job's listing starts with a timestamp line
     train_blocks = [b for b in blocks if re.search(r"rule (train_|finetune_)", b)]
     assert len(train_blocks) == 2
+    for block in train_blocks:
+        assert re.search(r"resources: .*gpu=1", block), block
+
+
+def test_replicate_jobs_are_gpu_tagged_and_seeded_apart(tmp_path):
+    proc = snakemake(
+        tmp_path,
+        ROOT / "config" / "config.yaml",
+        "results/models/ecd/scratch_r2/metrics.json",
+        "results/models/ecd/from_fdg_n80_r1/metrics.json",
+        "-n",
+        "-p",
+        "--resources",
+        "gpu=1",
+    )
+    blocks = re.split(r"\n\[\w{3} \w{3} ", proc.stdout)
+    train_blocks = [b for b in blocks if re.search(r"rule (train_ecd_scratch|finetune_ecd):", b)]
+    assert len(train_blocks) == 2
+    seeds = sorted(int(m) for b in train_blocks for m in re.findall(r'"seed": (\d+)', b))
+    assert seeds == [42 + 1000, 42 + 2000]
     for block in train_blocks:
         assert re.search(r"resources: .*gpu=1", block), block
 

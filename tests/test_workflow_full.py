@@ -63,7 +63,15 @@ def test_full_run_writes_every_result(full_run):
         assert (res / path).stat().st_size > 0, path
     summary = json.loads((res / "explain/fdg/n8/gradcam_summary.json").read_text())
     assert summary["layer"] == "mixed7" and "ratio" in summary["ground_truth"]
-    assert "Which model wins" in (res / "summary.html").read_text()
+    page = (res / "summary.html").read_text()
+    assert "Findings" in page and "Transfer effect over 2 replicates" in page and page.count("data:image/png") == 4
+    # replicate 1 of the ECD stage trained, predicted and evaluated with its own seed; not explained
+    rep = json.loads((res / "models/ecd/scratch_r1/metrics.json").read_text())
+    assert (
+        rep["settings"]["seed"]
+        == json.loads((res / "models/ecd/scratch/metrics.json").read_text())["settings"]["seed"] + 1000
+    )
+    assert (res / "metrics/ecd/from_fdg_n8_r1.json").exists() and not (res / "explain/ecd/scratch_r1").exists()
     snakemake(work, full_run[1], "--report", "results/report.html", timeout=300)
     assert (res / "report.html").stat().st_size > 100_000
 
@@ -87,7 +95,8 @@ def test_changing_a_figure_setting_redraws_only_figures(full_run):
     work, _ = full_run
     proc = snakemake(work, _config(work, figures__dpi=72), "-n")
     rules = set(job_counts(proc.stdout)) - {"all"}
-    assert rules and all(r.startswith("figure_") or r == "tsne" for r in rules), rules
+    # the summary page shows the figures inline, so it is redrawn too; the tables stay
+    assert rules and all(r.startswith("figure_") or r in ("tsne", "summary") for r in rules), rules
 
 
 def test_interrupted_run_finishes_with_the_same_results(full_run, tmp_path):

@@ -47,6 +47,7 @@ _TINY_TRAINING = {
         "fc_units_fdg": 16,
         "fc_units_ecd": 8,
         "threads": 1,
+        "replicates": 2,
     },
     "evaluate": {"n_bootstrap": 200},
     "explain": {"gradcam_layer": "mixed7", "gradcam_examples": 1, "tsne_perplexity": 3},

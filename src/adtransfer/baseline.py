@@ -24,8 +24,7 @@ from adtransfer.cache import read_cache
 from adtransfer.errors import InputError
 from adtransfer.evaluate import MOSAIC_COLUMNS, write_predictions
 from adtransfer.io import write_text
-from adtransfer.predict import split_membership
-from adtransfer.splits import read_splits
+from adtransfer.splits import read_splits, split_membership
 
 MMSE_RANGE = (0.0, 30.0)
 

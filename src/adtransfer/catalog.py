@@ -4,11 +4,16 @@ One place for the naming convention the workflow (common.smk) and the report sha
     results/models/{name}/       results/predictions/{name}.tsv       results/metrics/{name}.json
 CNNs: fdg/n{size}, ecd/from_fdg_n{size}, ecd/scratch, mmse/fdg, mmse/ecd_from_fdg.
 ROI baselines (one per training set a CNN uses): roi/fdg/n{size}, roi/ecd/nall, roi/mmse/fdg, roi/mmse/ecd.
+Replicates (config train.replicates): the ECD stage (fine-tunes and the comparator without FDG stage) is trained
+once per replicate seed. Replicate 0 keeps the plain names; replicate r >= 1 adds a suffix: ecd/scratch_r1,
+ecd/from_fdg_n160_r2. FDG pre-training, the MMSE models and the ROI baselines are single (replicate 0).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+REPLICATE_SEED_STEP = 1000  # replicate r of a count trains with seed + 1000 r
 
 
 @dataclass(frozen=True)
@@ -21,31 +26,82 @@ class Model:
     label: str
     size: int | None = None  # FDG pre-training size behind it
     pretrained: str | None = None
+    replicate: int = 0
+    base: str | None = None  # replicate 0's name (None: this is replicate 0)
 
     @property
     def classify(self) -> bool:
         return self.task == "classify"
 
+    @property
+    def first(self) -> str:
+        """The name of replicate 0 of this model."""
+        return self.base or self.name
 
-def grid(sizes: list[int]) -> list[Model]:
+
+def replicate_count(replicates: int | list[int] | None) -> int:
+    """Config train.replicates (a count or a list of seeds) as a count."""
+    if replicates is None:
+        return 1
+    return len(replicates) if isinstance(replicates, list) else int(replicates)
+
+
+def replicate_seed(seed: int, replicates: int | list[int] | None, replicate: int) -> int:
+    """The training seed of one replicate: the r-th of a seed list, else seed + 1000 r (replicate 0: the seed)."""
+    if isinstance(replicates, list):
+        return int(replicates[replicate])
+    return int(seed) + REPLICATE_SEED_STEP * replicate
+
+
+def replicate_name(name: str, replicate: int) -> str:
+    return name if replicate == 0 else f"{name}_r{replicate}"
+
+
+def comparator_label(init: str) -> str:
+    """The ECD model without FDG pre-training: from scratch only when its weights start random."""
+    return "Inception v3, from scratch" if init == "random" else "Inception v3, ImageNet only (no FDG stage)"
+
+
+def _ecd_stage(sizes: list[int], init: str) -> list[Model]:
+    """The replicated stage: ECD fine-tuned from each FDG size, and the ECD model without FDG pre-training."""
+    models = [
+        Model(
+            f"ecd/from_fdg_n{s}",
+            "ecd",
+            "classify",
+            "nall",
+            "cnn",
+            f"Inception v3, FDG {s} pre-trained",
+            s,
+            f"fdg/n{s}",
+        )
+        for s in sizes
+    ]
+    models.append(Model("ecd/scratch", "ecd", "classify", "nall", "cnn", comparator_label(init)))
+    return models
+
+
+def _replicas(model: Model, replicates: int) -> list[Model]:
+    return [
+        replace(
+            model,
+            name=replicate_name(model.name, r),
+            label=f"{model.label} (replicate {r})",
+            replicate=r,
+            base=model.name,
+        )
+        for r in range(1, replicates)
+    ]
+
+
+def grid(sizes: list[int], replicates: int | list[int] | None = 1, init: str = "random") -> list[Model]:
+    """Every model: replicate 0 of each in the table order, then the further replicates of the ECD stage."""
     models = []
     for s in sizes:
         models.append(Model(f"fdg/n{s}", "fdg", "classify", f"n{s}", "cnn", f"Inception v3, FDG {s}", s))
         models.append(Model(f"roi/fdg/n{s}", "fdg", "classify", f"n{s}", "roi", f"ROI logistic, FDG {s}", s))
-    for s in sizes:
-        models.append(
-            Model(
-                f"ecd/from_fdg_n{s}",
-                "ecd",
-                "classify",
-                "nall",
-                "cnn",
-                f"Inception v3, FDG {s} pre-trained",
-                s,
-                f"fdg/n{s}",
-            )
-        )
-    models.append(Model("ecd/scratch", "ecd", "classify", "nall", "cnn", "Inception v3, from scratch"))
+    ecd_stage = _ecd_stage(sizes, init)
+    models += ecd_stage
     models.append(Model("roi/ecd/nall", "ecd", "classify", "nall", "roi", "ROI logistic"))
     models.append(Model("mmse/fdg", "fdg", "mmse", "mmse_set", "cnn", "Inception v3 MMSE, FDG"))
     models.append(
@@ -62,8 +118,62 @@ def grid(sizes: list[int]) -> list[Model]:
     )
     models.append(Model("roi/mmse/fdg", "fdg", "mmse", "mmse_set", "roi", "ROI ridge MMSE, FDG"))
     models.append(Model("roi/mmse/ecd", "ecd", "mmse", "mmse_set", "roi", "ROI ridge MMSE, ECD"))
+    for m in ecd_stage:
+        models += _replicas(m, replicate_count(replicates))
     return models
 
 
-def by_name(sizes: list[int]) -> dict[str, Model]:
-    return {m.name: m for m in grid(sizes)}
+def by_name(sizes: list[int], replicates: int | list[int] | None = 1, init: str = "random") -> dict[str, Model]:
+    return {m.name: m for m in grid(sizes, replicates, init)}
+
+
+# --- pre-specified comparisons (config `comparisons`) ----------------------------------------------------
+
+DEFAULT_COMPARISONS = {
+    "primary": ["transfer_largest"],
+    "baseline": ["cnn_vs_roi"],
+    "sizes": ["adjacent_sizes"],
+    "mmse": ["mmse_cnn_vs_roi"],
+}
+
+
+def _roi_of(m: Model, models: list[Model]) -> Model:
+    return next(
+        r for r in models if r.kind == "roi" and r.role == m.role and r.task == m.task and r.set_column == m.set_column
+    )
+
+
+def comparisons(spec: dict | None, models: list[Model]) -> dict[str, list[tuple[str, str]]]:
+    """Each family's (a, b) model-name pairs (a is the model of interest), from the config's rules and pairs.
+    Only replicate 0 takes part (further replicates are summarized apart). Unknown names raise ValueError."""
+    spec = spec or DEFAULT_COMPARISONS
+    first = [m for m in models if m.replicate == 0]
+    names = {m.name: m for m in first}
+    sizes = sorted({m.size for m in first if m.size is not None})
+    rules = {
+        "transfer_largest": [(f"ecd/from_fdg_n{sizes[-1]}", "ecd/scratch")] if sizes else [],
+        "transfer_each": [(f"ecd/from_fdg_n{s}", "ecd/scratch") for s in sizes],
+        "cnn_vs_roi": [(m.name, _roi_of(m, first).name) for m in first if m.kind == "cnn" and m.classify],
+        "adjacent_sizes": [(f"fdg/n{b}", f"fdg/n{a}") for a, b in zip(sizes, sizes[1:], strict=False)],
+        "mmse_cnn_vs_roi": [(m.name, _roi_of(m, first).name) for m in first if m.kind == "cnn" and not m.classify],
+    }
+    out: dict[str, list[tuple[str, str]]] = {}
+    for family, items in spec.items():
+        pairs: list[tuple[str, str]] = []
+        for item in items:
+            if isinstance(item, str):
+                if item not in rules:
+                    raise ValueError(f"comparisons.{family}: unknown rule {item!r} (known: {', '.join(rules)})")
+                pairs += rules[item]
+            else:
+                pairs.append((item["a"], item["b"]))
+        for a, b in pairs:
+            for n in (a, b):
+                if n not in names:
+                    raise ValueError(
+                        f"comparisons.{family}: no model {n!r} in this grid (replicate-0 names: {', '.join(names)})"
+                    )
+            if names[a].task != names[b].task or names[a].role != names[b].role:
+                raise ValueError(f"comparisons.{family}: {a} and {b} are not scored on the same test subjects")
+        out[family] = list(dict.fromkeys(pairs))
+    return out

@@ -251,8 +251,26 @@ def cmd_explain_baseline(args: argparse.Namespace) -> None:
 def cmd_tables(args: argparse.Namespace) -> None:
     from adtransfer.report import write_tables
 
-    for sentence in write_tables(args.results, args.sizes, args.out_dir, args.summary):
+    sentences = write_tables(
+        args.results,
+        args.sizes,
+        args.out_dir,
+        replicates=args.replicates,
+        init=args.init,
+        comparison_spec=json.loads(args.comparisons) if args.comparisons else None,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        alpha=args.alpha,
+    )
+    for sentence in sentences:
         print(sentence)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from adtransfer.report import write_summary_page
+
+    write_summary_page(args.tables_dir, args.out, dict(args.figure or []), args.alpha)
+    log.info("wrote %s", args.out)
 
 
 def cmd_explanations(args: argparse.Namespace) -> None:
@@ -266,14 +284,15 @@ def cmd_explanations(args: argparse.Namespace) -> None:
 def cmd_figure(args: argparse.Namespace) -> None:
     from adtransfer import report
 
+    grid_args = {"replicates": args.replicates, "init": args.init}
     if args.kind == "roc":
-        report.roc_curves(args.results, args.sizes, args.role, args.out, args.dpi)
+        report.roc_curves(args.results, args.sizes, args.role, args.out, args.dpi, **grid_args)
     elif args.kind == "sample-size":
-        report.sample_size(args.results, args.sizes, args.out, args.dpi)
+        report.sample_size(args.results, args.sizes, args.out, args.dpi, **grid_args)
     elif args.kind == "mmse":
-        report.mmse_scatter(args.results, args.sizes, args.out, args.dpi)
+        report.mmse_scatter(args.results, args.sizes, args.out, args.dpi, **grid_args)
     elif args.kind == "learning":
-        report.learning_curves(args.results, args.sizes, args.out, args.dpi)
+        report.learning_curves(args.results, args.sizes, args.out, args.dpi, **grid_args)
     elif args.kind == "tsne":
         report.tsne(args.features, args.out, args.title, args.seed, args.perplexity, args.dpi)
     log.info("wrote %s", args.out)
@@ -441,11 +460,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", required=True)
     p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
 
-    p = add("tables", cmd_tables, "Tables 3-4 with ROI baselines and DeLong tests, the MMSE table, the summary.")
+    def catalog_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--replicates", type=int, default=1, help="replicates of the ECD stage (train.replicates)")
+        p.add_argument("--init", default="random", help="train.init (names the ECD model without FDG stage)")
+
+    p = add(
+        "tables",
+        cmd_tables,
+        "Tables 3-4 with ROI baselines, the pre-specified comparisons (Holm), replicates, MMSE, the summary page.",
+    )
     p.add_argument("--results", required=True, help="results folder")
     p.add_argument("--sizes", **sizes)
+    catalog_args(p)
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--summary", required=True, help="summary page (HTML)")
+    p.add_argument("--comparisons", help="config `comparisons` as JSON (default: the schema's families)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for paired-difference CIs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the Holm adjustment")
+
+    p = add("summary", cmd_summary, "The one-page result (HTML) from the tables, the findings and key figures.")
+    p.add_argument("--tables-dir", required=True, help="folder `tables` wrote (TSVs and summary.md)")
+    p.add_argument("--out", required=True, help="summary page (HTML)")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise level (as given to `tables`)")
+    p.add_argument(
+        "--figure", nargs=2, action="append", metavar=("CAPTION", "PNG"), help="a figure to show inline (repeat)"
+    )
 
     p = add("explanations", cmd_explanations, "Grad-CAM and ROI coefficients against the ground truth, one table.")
     p.add_argument("--results", required=True, help="results folder")
@@ -456,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["roc", "sample-size", "mmse", "learning", "tsne"])
     p.add_argument("--results", default="results")
     p.add_argument("--sizes", type=sizes["type"], default=[])
+    catalog_args(p)
     p.add_argument("--role", choices=["fdg", "ecd"], help="roc: which cohort")
     p.add_argument("--features", help="tsne: features HDF5 from `predict`")
     p.add_argument("--title", default="")

@@ -115,24 +115,74 @@ def auc_rows(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return (ranks[:, y].sum(axis=1) - m * (m + 1) / 2) / (m * n)
 
 
-def bootstrap_auc(
-    y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float, float]:
-    """ROC AUC and its percentile CI from stratified bootstrap resamples of the subjects.
-
-    Stratified: each resample draws the AD and the NC subjects separately, with replacement, keeping the class
-    counts, so every resample has both classes and an AUC.
-    """
-    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
-    auc = roc_auc_score(y, score)
+def stratified_resamples(y: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap resamples of subject indices (n_boot, n) drawn per class, with replacement, keeping the class
+    counts (every resample has both classes and an AUC), and the labels of each resample's columns."""
+    y = np.asarray(y, dtype=int)
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     idx = np.concatenate([rng.choice(pos, (n_boot, len(pos))), rng.choice(neg, (n_boot, len(neg)))], axis=1)
-    labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    aucs = auc_rows(labels, score[idx])
+    return idx, np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+
+
+def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(aucs, [alpha, 1 - alpha])
-    return float(auc), float(lo), float(hi)
+    lo, hi = np.nanquantile(values, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def bootstrap_auc(
+    y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """ROC AUC and its percentile CI from stratified bootstrap resamples of the subjects."""
+    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
+    auc = roc_auc_score(y, score)
+    idx, labels = stratified_resamples(y, n_boot, seed)
+    return (float(auc), *percentile_ci(auc_rows(labels, score[idx]), level))
+
+
+def paired_auc_difference(
+    y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
+    """AUC(a) - AUC(b) on the same subjects with its paired bootstrap CI: each resample draws the subjects once
+    (stratified, seeded) and scores both models on them."""
+    y = np.asarray(y, dtype=int)
+    a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
+    idx, labels = stratified_resamples(y, n_boot, seed)
+    diffs = auc_rows(labels, a[idx]) - auc_rows(labels, b[idx])
+    lo, hi = percentile_ci(diffs, level)
+    return {"difference": float(roc_auc_score(y, a) - roc_auc_score(y, b)), "ci_low": lo, "ci_high": hi}
+
+
+def paired_mae_difference(
+    y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
+    """MAE(a) - MAE(b) on the same subjects: paired bootstrap CI (the same resampled subjects for both) and the
+    Wilcoxon signed-rank p of the per-subject absolute errors (two-sided; 1 when they never differ)."""
+    y = np.asarray(y, dtype=float)
+    err_a, err_b = np.abs(np.asarray(pred_a, float) - y), np.abs(np.asarray(pred_b, float) - y)
+    idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+    lo, hi = percentile_ci(err_a[idx].mean(axis=1) - err_b[idx].mean(axis=1), level)
+    p = float(stats.wilcoxon(err_a, err_b).pvalue) if np.any(err_a != err_b) else 1.0
+    return {
+        "mae_a": float(err_a.mean()),
+        "mae_b": float(err_b.mean()),
+        "difference": float(err_a.mean() - err_b.mean()),
+        "ci_low": lo,
+        "ci_high": hi,
+        "p": p,
+    }
+
+
+def holm(p_values: list[float] | np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down adjustment of one family of p values: (adjusted p, rejected at family-wise alpha)."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return p, np.zeros(0, bool)
+    reject, adjusted, _, _ = multipletests(p, alpha=alpha, method="holm")
+    return adjusted, reject
 
 
 def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -206,8 +256,21 @@ def classification_metrics(pred: pd.DataFrame, n_boot: int = 1000, seed: int = 0
 # --- regression ----------------------------------------------------------------------------------------
 
 
-def regression_metrics(pred: pd.DataFrame) -> dict:
-    """MMSE: R^2, Pearson r and p, MAE for the training and the test subjects (ensemble prediction)."""
+def _r2_rows(y: np.ndarray, yhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of (B, n) resamples: squared Pearson r (the paper's R²) and the coefficient of determination."""
+    yc = y - y.mean(axis=1, keepdims=True)
+    pc = yhat - yhat.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (yc * pc).sum(axis=1) / np.sqrt((yc**2).sum(axis=1) * (pc**2).sum(axis=1))
+        determination = 1 - ((y - yhat) ** 2).sum(axis=1) / (yc**2).sum(axis=1)
+    return r**2, determination
+
+
+def regression_metrics(pred: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
+    """MMSE per split (ensemble prediction): the paper's R² (squared Pearson r of the linear fit of predicted on
+    true, with the Pearson test's p), scikit-learn's coefficient of determination (1 - SS_res/SS_tot, negative
+    when worse than predicting the mean), MAE; each with a percentile CI from bootstrap resamples of the
+    subjects (seeded)."""
     out = {}
     for split in ("train", "val", "test"):
         rows = subset(pred, split, classify=False)
@@ -215,20 +278,28 @@ def regression_metrics(pred: pd.DataFrame) -> dict:
             continue
         y, yhat = rows["target"].to_numpy(float), rows["ensemble"].to_numpy(float)
         r, p = stats.pearsonr(y, yhat) if np.std(yhat) > 0 else (float("nan"), float("nan"))
+        idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+        r2_boot, det_boot = _r2_rows(y[idx], yhat[idx])
+        mae_boot = np.abs(y[idx] - yhat[idx]).mean(axis=1)
         out[split] = {
             "n": int(len(y)),
-            "r2": float(r2_score(y, yhat)),
+            "pearson_r2": float(r**2),
+            "pearson_r2_ci": list(percentile_ci(r2_boot)),
+            "r2_determination": float(r2_score(y, yhat)),
+            "r2_determination_ci": list(percentile_ci(det_boot)),
             "pearson_r": float(r),
             "p": float(p),
             "mae": float(mean_absolute_error(y, yhat)),
+            "mae_ci": list(percentile_ci(mae_boot)),
         }
+    out["n_boot"] = n_boot
     return out
 
 
 def evaluate(pred: pd.DataFrame, task: str, n_boot: int = 1000, seed: int = 0, threshold: float | str = 0.5) -> dict:
     if task == "classify":
         return {"task": task, **classification_metrics(pred, n_boot, seed, threshold)}
-    return {"task": task, **regression_metrics(pred)}
+    return {"task": task, **regression_metrics(pred, n_boot, seed)}
 
 
 def write_json(data: dict, path: str | os.PathLike) -> None:

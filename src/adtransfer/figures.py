@@ -54,20 +54,35 @@ def roc_figure(curves: Sequence[dict], path: str | os.PathLike, title: str, dpi:
 def sample_size_figure(
     points: pd.DataFrame, references: Sequence[dict], path: str | os.PathLike, dpi: int = 120
 ) -> None:
-    """Test AUC (with CI) against the FDG pre-training size; `points` has series, size, auc, ci_low, ci_high;
-    `references` are horizontal lines (label, auc, ci_low, ci_high), e.g. ECD from scratch."""
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    """Test AUC (with CI) against the FDG pre-training size; `points` has series, size, auc, ci_low, ci_high and
+    optionally replicate_aucs (every replicate's AUC: drawn as small dots beside the point, with their mean as a
+    bar); `references` are horizontal lines (label, auc, ci_low, ci_high, optional replicate_aucs), e.g. ECD
+    without FDG stage."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    span = float(np.ptp(points["size"])) or float(points["size"].max())
     for (name, rows), marker in zip(points.groupby("series", sort=False), "osD^v", strict=False):
         rows = rows.sort_values("size")
         err = [rows["auc"] - rows["ci_low"], rows["ci_high"] - rows["auc"]]
-        ax.errorbar(rows["size"], rows["auc"], yerr=err, marker=marker, capsize=3, label=name)
+        line = ax.errorbar(rows["size"], rows["auc"], yerr=err, marker=marker, capsize=3, label=name)
+        colour = line[0].get_color()
+        for _, r in rows.iterrows():
+            reps = list(r.get("replicate_aucs", []) or [])
+            if len(reps) > 1:
+                x = r["size"] + 0.025 * span
+                ax.scatter([x] * len(reps), reps, s=12, color=colour, alpha=0.55, zorder=3)
+                ax.hlines(np.mean(reps), x - 0.012 * span, x + 0.012 * span, color=colour, lw=2)
     for ref, colour in zip(references, ["grey", "black", "purple"], strict=False):
-        ax.axhline(ref["auc"], ls="--", color=colour, lw=1, label=f"{ref['label']}: {ref['auc']:.2f}")
+        reps = list(ref.get("replicate_aucs", []) or [])
+        label = f"{ref['label']}: {ref['auc']:.2f}"
+        if len(reps) > 1:
+            label += f" (replicates {np.mean(reps):.2f} ± {np.std(reps, ddof=1):.2f}, n={len(reps)})"
+            ax.scatter([points["size"].min() - 0.04 * span] * len(reps), reps, s=12, color=colour, alpha=0.6)
+        ax.axhline(ref["auc"], ls="--", color=colour, lw=1, label=label)
         ax.axhspan(ref["ci_low"], ref["ci_high"], color=colour, alpha=0.08)
     ax.set(
         xlabel="FDG PET pre-training subjects",
-        ylabel="test ROC AUC (95 % CI)",
-        ylim=(0.4, 1.02),
+        ylabel="test ROC AUC (95 % CI; dots: replicates)",
+        ylim=(0.0, 1.02),
         title="Sample-size study",
     )
     ax.set_xticks(sorted(points["size"].unique()))
@@ -76,19 +91,24 @@ def sample_size_figure(
 
 
 def mmse_scatter(panels: Sequence[tuple[str, pd.DataFrame, dict]], path: str | os.PathLike, dpi: int = 120) -> None:
-    """Predicted vs true MMSE per model (train and test points), identity line, R^2 and p in each panel."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    """Predicted vs true MMSE per model (train and test points), identity line; per split the paper's R² (squared
+    Pearson r, bootstrap CI) with the Pearson p, the coefficient of determination and the MAE."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 5.6), squeeze=False)
     for ax, (title, pred, stats) in zip(axes[0], panels, strict=True):
         for split, marker, colour in (("train", "o", "#9ecae1"), ("test", "s", "#d62728")):
             rows = pred[(pred["split"] == split) & np.isfinite(pred["target"])]
             s = stats.get(split, {})
             label = f"{split} (n={len(rows)})"
             if s:
-                label += f": R² {s['r2']:.2f}, r {s['pearson_r']:.2f}, p {s['p']:.1e}, MAE {s['mae']:.1f}"
+                label += (
+                    f"\nR² (Pearson r², paper) {s['pearson_r2']:.2f}"
+                    + (f" [{s['pearson_r2_ci'][0]:.2f}, {s['pearson_r2_ci'][1]:.2f}]" if "pearson_r2_ci" in s else "")
+                    + f", p {s['p']:.1e}\ncoef. of determination {s['r2_determination']:.2f}, MAE {s['mae']:.1f}"
+                )
             ax.scatter(rows["target"], rows["ensemble"], s=14, marker=marker, color=colour, alpha=0.8, label=label)
         ax.plot([0, 30], [0, 30], "k--", lw=1, label="identity")
         ax.set(xlim=(0, 31), ylim=(0, 31), xlabel="true MMSE", ylabel="predicted MMSE", title=title, aspect="equal")
-        ax.legend(fontsize=6.5, loc="upper left")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: the panel stays readable
     save(fig, path, dpi)
 
 

@@ -20,7 +20,7 @@ from adtransfer.data import scale
 from adtransfer.errors import InputError
 from adtransfer.evaluate import MOSAIC_COLUMNS, write_predictions
 from adtransfer.io import atomic_output
-from adtransfer.splits import read_splits
+from adtransfer.splits import read_splits, split_membership
 
 log = logging.getLogger("adtransfer")
 
@@ -50,16 +50,6 @@ def load_trained(model_dir: str | os.PathLike, threads: int = 2):
     import keras
 
     return keras.saving.load_model(Path(model_dir) / "model.keras", compile=False), settings
-
-
-def split_membership(splits: pd.DataFrame, set_column: str) -> pd.Series:
-    """Per subject: "test", "train", "val" or "" (not used by a model trained on `set_column`)."""
-    if set_column not in splits.columns:
-        raise InputError(f"split table has no column {set_column!r}")
-    member = splits[set_column].fillna("").astype(str)
-    member = member.where(member.isin(["train", "val", "test"]), "")
-    member[splits["test"].astype(bool)] = "test"
-    return pd.Series(member.to_numpy(), index=splits["subject_id"].to_numpy())
 
 
 def predict_cohort(

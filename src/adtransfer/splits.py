@@ -4,8 +4,9 @@ The split table of a cohort (results/splits/{cohort}.tsv) has one row per subjec
     subject_id, diagnosis, mmse
     test        True for the held-out test subjects (the same for every model of the cohort)
     n{size}     "train" | "val" | "" for each classification training set (sizes nest: n100 c n200 c ...)
-    mmse_set    "train" | "val" | "test" | "" for MMSE regression
+    mmse_set    "train" | "val" | "test" | "" for MMSE regression: the only source of the regression test set
 MCI subjects never enter classification; they enter MMSE regression when `mmse_include_mci` is set.
+`mmse_min` is per cohort role (the paper applies MMSE >= 15 to the FDG pre-training only).
 Everything is drawn from one seeded generator, so the same config gives the same table.
 """
 
@@ -113,6 +114,31 @@ def make_splits(
     out["mmse_set"] = mmse_set
     check_splits(out)
     return out
+
+
+def mmse_min_for(splits_config: dict, role: str) -> float:
+    """The MMSE floor of one cohort role ("fdg" or "ecd") from config `splits.mmse_min`: a number (every
+    cohort, the old form) or a mapping {fdg: 15, ecd: 0} (a role it does not name has no floor)."""
+    value = splits_config.get("mmse_min", 0)
+    if isinstance(value, dict):
+        return float(value.get(role, 0))
+    return float(value)
+
+
+def split_membership(splits: pd.DataFrame, set_column: str) -> pd.Series:
+    """Per subject: "test", "train", "val" or "" (not used by a model trained on `set_column`).
+
+    Classification sets (n{size}, nall) take their test subjects from the cohort's `test` column; the MMSE set
+    holds its own test subjects (those with a score >= the cohort's mmse_min), which is the only source of the
+    regression test set: a classification test subject below the MMSE floor is not scored.
+    """
+    if set_column not in splits.columns:
+        raise InputError(f"split table has no column {set_column!r}")
+    member = splits[set_column].fillna("").astype(str)
+    member = member.where(member.isin(["train", "val", "test"]), "")
+    if set_column != "mmse_set":
+        member[splits["test"].astype(bool)] = "test"
+    return pd.Series(member.to_numpy(), index=splits["subject_id"].to_numpy())
 
 
 def check_splits(splits: pd.DataFrame) -> None:

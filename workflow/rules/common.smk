@@ -15,10 +15,15 @@ sys.path.insert(0, SRC)
 # (quadrupled braces: both the f-string and Snakemake format the prefix; the clone's path is quoted for the shell)
 shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
-from adtransfer.catalog import grid as model_grid
+from adtransfer.catalog import grid as model_grid, replicate_count, replicate_seed
 from adtransfer.cohort import read_participants
 from adtransfer.errors import InputError
+from adtransfer.splits import mmse_min_for
 from adtransfer.synth import subject_ids
+from adtransfer.configuration import config_problems
+
+if config_problems(config):
+    sys.exit("Error in config:\n" + "\n".join(f"  {p}" for p in config_problems(config)))
 
 COHORTS = list(config["cohorts"])
 PREPROC = config.get("preprocess", {})
@@ -126,7 +131,7 @@ def split_args(cohort):
     """Command-line arguments of `adtransfer split` for a cohort: FDG gets the nested sizes, ECD one set."""
     key = "fdg" if cohort == FDG else "ecd"
     args = [f"--seed {config['seed']}", f"--val-fraction {SPLITS.get('val_fraction', 0.2)}",
-            f"--mmse-min {SPLITS.get('mmse_min', 0)}"]
+            f"--mmse-min {mmse_min_for(SPLITS, key)}"]
     if SPLITS.get(f"{key}_test_file"):
         args.append(f"--test-file {shlex.quote(SPLITS[f'{key}_test_file'])}")
     else:
@@ -145,8 +150,16 @@ def fixed_test_file(wildcards):
     return [path] if path else []
 
 
-def train_settings(cohort, task, finetune=False):
-    """JSON settings of one training job, from config `train` and `seed`."""
+REPLICATES = TRAIN.get("replicates", 1)
+
+
+def replicate_of(wildcards):
+    """The replicate number in a training rule's `rep` wildcard ("" = 0, "_r2" = 2)."""
+    return int(wildcards.rep[2:]) if wildcards.rep else 0
+
+
+def train_settings(cohort, task, finetune=False, replicate=0):
+    """JSON settings of one training job, from config `train` and `seed` (the replicate's own seed)."""
     if cohort not in config["cohorts"]:  # no training grid in this config (no `splits`): rules stay unused
         return "{}"
     modality = config["cohorts"][cohort]["modality"]
@@ -154,7 +167,7 @@ def train_settings(cohort, task, finetune=False):
     lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if finetune else TRAIN.get("learning_rate")
     settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "early_stopping_start", "bn_momentum", "augment_shift",
                                       "augment_zoom", "max_memory_gb") if k in TRAIN}
-    settings.update(task=task, learning_rate=lr, fc_units=units, seed=config["seed"],
+    settings.update(task=task, learning_rate=lr, fc_units=units, seed=replicate_seed(config["seed"], REPLICATES, replicate),
                     intensity_range=INTENSITY[modality])
     return json.dumps(settings, sort_keys=True)
 
@@ -166,13 +179,17 @@ def model_files(folder):
 # --- evaluation, explanation, report --------------------------------------------------------------------
 
 # The model grid by name (src/adtransfer/catalog.py): CNNs and the ROI baseline beside each training set.
-MODELS = {m.name: m for m in model_grid(SIZES)} if SPLITS else {}
+MODELS = {m.name: m for m in model_grid(SIZES, REPLICATES, TRAIN.get("init", "random"))} if SPLITS else {}
 ROLE_COHORT = {"fdg": FDG, "ecd": ECD}
 EVAL = config.get("evaluate", {})
 EXPLAIN = config.get("explain", {})
 FIGURE_DPI = config.get("figures", {}).get("dpi", 120)
 SIZES_ARG = ",".join(str(s) for s in SIZES)
-CNN_CLASSIFIERS = [m.name for m in MODELS.values() if m.kind == "cnn" and m.classify]
+N_REPLICATES = replicate_count(REPLICATES)
+INIT = TRAIN.get("init", "random")
+COMPARISONS = json.dumps(config.get("comparisons", {}), sort_keys=True)
+# Grad-CAM and t-SNE explain replicate 0 only (further replicates are for the statistics)
+CNN_CLASSIFIERS = [m.name for m in MODELS.values() if m.kind == "cnn" and m.classify and m.replicate == 0]
 BASELINES = [m.name for m in MODELS.values() if m.kind == "roi"]
 
 
@@ -211,12 +228,22 @@ def all_models():
     return [f"results/models/{m}/metrics.json" for m, spec in MODELS.items() if spec.kind == "cnn"]
 
 
+TABLES = ["table3_fdg", "table4_ecd", "comparisons", "replicates", "mmse"]
+# the figures the summary page shows inline (caption -> file)
+SUMMARY_FIGURES = {
+    "ROC curves, ECD SPECT test set": "results/figures/roc_ecd.png",
+    "ROC curves, FDG PET test set": "results/figures/roc_fdg.png",
+    "Sample-size study (dots: replicates)": "results/figures/sample_size.png",
+    "MMSE: predicted vs true": "results/figures/mmse_scatter.png",
+}
+
+
 def all_results():
     """Everything the evaluation and report stages write."""
     if not SPLITS:
         return []
     out = expand("results/metrics/{model}.json", model=MODELS)
-    out += expand("results/tables/{name}.{ext}", name=["table3_fdg", "table4_ecd", "delong", "mmse"], ext=["tsv", "md"])
+    out += expand("results/tables/{name}.{ext}", name=TABLES, ext=["tsv", "md"])
     out += ["results/summary.html", "results/figures/sample_size.png", "results/figures/mmse_scatter.png",
             "results/figures/learning_curves.png"]
     out += expand("results/figures/roc_{role}.png", role=["fdg", "ecd"])

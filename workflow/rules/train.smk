@@ -1,8 +1,10 @@
 # Stage 5: the training grid. One job per model, each GPU-tagged: `--resources gpu=N` caps concurrent training.
 #   FDG pre-training per sample size -> ECD fine-tuning from each; ECD from scratch; MMSE FDG -> ECD.
+#   The ECD stage runs once per replicate seed ({rep}: "" for replicate 0, "_r1", "_r2", ...).
 
 wildcard_constraints:
     size=r"\d+",
+    rep=r"(_r[1-9][0-9]*)?",  # replicate r >= 1 of the ECD stage; empty for replicate 0 (train.replicates)
 
 
 rule train_fdg:
@@ -36,9 +38,9 @@ rule finetune_ecd:
         splits=f"results/splits/{ECD}.tsv",
         pretrained="results/models/fdg/n{size}/model.keras",
     output:
-        **model_files("results/models/ecd/from_fdg_n{size}"),
+        **model_files("results/models/ecd/from_fdg_n{size}{rep}"),
     params:
-        settings=train_settings(ECD, "classify", finetune=True),
+        settings=lambda wc: train_settings(ECD, "classify", finetune=True, replicate=replicate_of(wc)),
         out=lambda wc, output: os.path.dirname(output["model.keras"]),
     threads: TRAIN_THREADS
     resources:
@@ -48,9 +50,9 @@ rule finetune_ecd:
     conda:
         "../../envs/train.yaml"
     log:
-        "results/logs/train/ecd_from_fdg_n{size}.log",
+        "results/logs/train/ecd_from_fdg_n{size}{rep}.log",
     benchmark:
-        "results/benchmarks/train/ecd_from_fdg_n{size}.tsv"
+        "results/benchmarks/train/ecd_from_fdg_n{size}{rep}.tsv"
     shell:
         "python -m adtransfer train --cache {input.cache} --splits {input.splits} --set nall"
         " --pretrained {input.pretrained} --out {params.out} --settings {params.settings:q}"
@@ -62,9 +64,9 @@ rule train_ecd_scratch:
         cache=f"results/cache/{ECD}.h5",
         splits=f"results/splits/{ECD}.tsv",
     output:
-        **model_files("results/models/ecd/scratch"),
+        **model_files("results/models/ecd/scratch{rep}"),
     params:
-        settings=train_settings(ECD, "classify"),
+        settings=lambda wc: train_settings(ECD, "classify", replicate=replicate_of(wc)),
         out=lambda wc, output: os.path.dirname(output["model.keras"]),
     threads: TRAIN_THREADS
     resources:
@@ -74,9 +76,9 @@ rule train_ecd_scratch:
     conda:
         "../../envs/train.yaml"
     log:
-        "results/logs/train/ecd_scratch.log",
+        "results/logs/train/ecd_scratch{rep}.log",
     benchmark:
-        "results/benchmarks/train/ecd_scratch.tsv"
+        "results/benchmarks/train/ecd_scratch{rep}.tsv"
     shell:
         "python -m adtransfer train --cache {input.cache} --splits {input.splits} --set nall"
         " --out {params.out} --settings {params.settings:q} --threads {threads} --log {log}"

@@ -1,0 +1,25 @@
+"""Checks of a schema-valid config that JSON Schema cannot express (relations between values). No TensorFlow."""
+
+from __future__ import annotations
+
+from adtransfer.catalog import comparisons, grid
+
+
+def config_problems(config: dict) -> list[str]:
+    """Every problem found, each one sentence naming the key; [] when the config is usable."""
+    problems = []
+    shape = config.get("crop", {}).get("shape", [95, 95, 48])
+    if shape[0] != shape[1]:
+        problems.append(
+            f"crop.shape {list(shape)}: x and y must be equal (square tiles); the 4x4 mosaic scales each axial "
+            f"slice to a square tile and Grad-CAM maps tiles back to the crop, so a {shape[0]}x{shape[1]} slice "
+            "would be distorted"
+        )
+    splits, train = config.get("splits"), config.get("train", {})
+    if splits:
+        models = grid(splits.get("pretrain_sizes", []), train.get("replicates", 1), train.get("init", "random"))
+        try:
+            comparisons(config.get("comparisons"), models)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
