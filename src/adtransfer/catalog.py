@@ -27,7 +27,9 @@ class Model:
         return self.task == "classify"
 
 
-def grid(sizes: list[int]) -> list[Model]:
+def grid(sizes: list[int], mmse_init: str = "classifier") -> list[Model]:
+    """mmse_init: "classifier" (the paper, Fig. 5: the FDG MMSE model fine-tunes the FDG classifier of the largest
+    pre-training size) or "init" (it starts from `train.init` like a classifier does)."""
     models = []
     for s in sizes:
         models.append(Model(f"fdg/n{s}", "fdg", "classify", f"n{s}", "cnn", f"Inception v3, FDG {s}", s))
@@ -47,7 +49,10 @@ def grid(sizes: list[int]) -> list[Model]:
         )
     models.append(Model("ecd/scratch", "ecd", "classify", "nall", "cnn", "Inception v3, from scratch"))
     models.append(Model("roi/ecd/nall", "ecd", "classify", "nall", "roi", "ROI logistic"))
-    models.append(Model("mmse/fdg", "fdg", "mmse", "mmse_set", "cnn", "Inception v3 MMSE, FDG"))
+    mmse_parent = f"fdg/n{max(sizes)}" if sizes and mmse_init == "classifier" else None
+    models.append(
+        Model("mmse/fdg", "fdg", "mmse", "mmse_set", "cnn", "Inception v3 MMSE, FDG", None, mmse_parent)
+    )
     models.append(
         Model(
             "mmse/ecd_from_fdg",
@@ -65,5 +70,5 @@ def grid(sizes: list[int]) -> list[Model]:
     return models
 
 
-def by_name(sizes: list[int]) -> dict[str, Model]:
-    return {m.name: m for m in grid(sizes)}
+def by_name(sizes: list[int], mmse_init: str = "classifier") -> dict[str, Model]:
+    return {m.name: m for m in grid(sizes, mmse_init)}
