@@ -42,6 +42,8 @@ def test_paper_config_holds_the_papers_numbers():
         lambda c: c["cohorts"]["fdg"].update(modality="mri"),
         lambda c: c["cohorts"].update({"bad name": {"modality": "fdg_pet"}}),
         lambda c: c["crop"].update(shape=[95, 95]),
+        lambda c: c["cohorts"]["fdg"]["synthetic"].update(effect_pattern="blobs"),
+        lambda c: c["train"].update(mmse_init="imagenet"),
     ],
 )
 def test_schema_rejects(mutate):

@@ -20,7 +20,7 @@ def test_default_config_dry_run(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n")
     counts = job_counts(proc.stdout)
-    n_subjects = sum(sum(c["synthetic"].values()) for c in cfg["cohorts"].values())
+    n_subjects = sum(v for c in cfg["cohorts"].values() for k, v in c["synthetic"].items() if k.startswith("n_"))
     assert counts["preprocess"] == n_subjects
     assert counts["cache"] == 2 and counts["validate"] == 2 and counts["split"] == 2
     assert counts["synth_fdg"] == 1 and counts["synth_ecd"] == 1
