@@ -50,6 +50,8 @@ def test_paper_config_holds_the_papers_numbers():
         lambda c: c["train"].update(replicates=[1, 1]),  # a seed twice is one replicate
         lambda c: c.update(comparisons={"primary": ["best_on_test"]}),  # only the pre-specified rules exist
         lambda c: c.update(comparisons={"primary": [{"a": "ecd/scratch"}]}),
+        lambda c: c["cohorts"]["fdg"]["synthetic"].update(effect_pattern="blobs"),
+        lambda c: c["train"].update(mmse_init="imagenet"),
     ],
 )
 def test_schema_rejects(mutate):

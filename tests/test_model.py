@@ -87,3 +87,19 @@ def test_finetuning_keeps_backbone_and_replaces_head(tmp_path, backbone):
             np.testing.assert_array_equal(a, b)
     mmse = models.from_pretrained(path, "mmse", 128)
     assert mmse.output.shape == (None,)
+
+
+def test_mmse_model_starts_from_the_classifiers_backbone(tmp_path, backbone):
+    """The FDG MMSE model fine-tunes the FDG classifier (paper, Fig. 5): every backbone weight starts equal to the
+    classifier's, only the head is new (a regression head on the same pooled features)."""
+    classifier = models.add_head(backbone, "classify", 16)
+    path = tmp_path / "fdg.keras"
+    classifier.save(path)
+    mmse = models.from_pretrained(path, "mmse", 16)
+    body = [layer for layer in mmse.layers if not layer.name.startswith(models.HEAD_PREFIX) and layer.weights]
+    assert len(body) > 90  # Inception v3's convolutions and batch norms
+    for layer in body:
+        for a, b in zip(layer.get_weights(), classifier.get_layer(layer.name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert mmse.get_layer("head_sigmoid").get_weights()[0].shape == (16, 1)
+    assert "head_softmax" not in [layer.name for layer in mmse.layers]

@@ -19,7 +19,7 @@ from adtransfer.cache import build_cache, read_cache
 from adtransfer.cohort import validate_cohort
 from adtransfer.errors import InputError
 from adtransfer.grid import crop
-from adtransfer.preprocess import PreprocParams, normalize_intensity, preprocess_subject
+from adtransfer.preprocess import PreprocParams, background_level, normalize_intensity, preprocess_subject
 from adtransfer.templates import MNI_2MM, load_templates
 
 MOSAIC = 380  # full resolution: no resizing that could hide differences
@@ -111,9 +111,10 @@ def test_preprocess_subject_outputs(fdg_cohort, fdg_params, crop_grid, tmp_path)
     assert img.get_data_dtype() == np.float32
     np.testing.assert_array_equal(np.asarray(img.dataobj), data)
     # the scan is on the MNI grid: normalize there, then crop, without interpolation
-    expected = crop(normalize_intensity(_load(scan), "fdg_pet"), MNI_2MM, crop_grid)
+    normalized = normalize_intensity(_load(scan), "fdg_pet")
+    expected = crop(normalized, MNI_2MM, crop_grid, fill=background_level(normalized))
     np.testing.assert_allclose(data, expected, rtol=1e-6, atol=1e-6)
-    assert data[:2].max() == 0 and data[93:].max() == 0  # padding outside the MNI grid (x)
+    assert abs(data[:2]).max() < 0.05 and abs(data[93:]).max() < 0.05  # FDG background ~0 outside the MNI grid (x)
 
     with Image.open(png) as im:
         assert im.format == "PNG"
@@ -131,9 +132,28 @@ def test_preprocess_subject_outputs(fdg_cohort, fdg_params, crop_grid, tmp_path)
 def test_preprocess_subject_ecd(ecd_cohort, crop_grid, tmp_path):
     scan = _scans(ecd_cohort)[0]
     data = preprocess_subject(scan, tmp_path / "e.nii.gz", PreprocParams("ecd_spect", crop_grid))
-    expected = crop(normalize_intensity(_load(scan), "ecd_spect"), MNI_2MM, crop_grid)
+    normalized = normalize_intensity(_load(scan), "ecd_spect")
+    expected = crop(normalized, MNI_2MM, crop_grid, fill=background_level(normalized))
     np.testing.assert_allclose(data, expected, rtol=1e-5, atol=1e-5)
     assert data.min() < -1 and data.max() > 1  # z-scores, not ratios
+
+
+@pytest.mark.parametrize("modality", ["ecd_spect", "fdg_pet"])
+def test_crop_padding_is_the_background_no_stripes(ecd_cohort, fdg_cohort, crop_grid, tmp_path, modality):
+    """The crop reaches 2 voxels past the MNI grid on each side in x. The padding must continue the background
+    just inside the grid: a z-scored ECD scan's background is about -5, and padding it with 0 (the brain mean)
+    drew two bright stripes on every mosaic tile."""
+    scan = _scans(ecd_cohort if modality == "ecd_spect" else fdg_cohort)[0]
+    data = preprocess_subject(scan, tmp_path / "p.nii.gz", PreprocParams(modality, crop_grid))
+    assert crop_grid.offset_in(MNI_2MM)[0] == -2  # the padded columns are x = 0, 1 and 93, 94
+    padded = np.concatenate([data[:2], data[93:]])
+    adjacent = np.concatenate([data[2:4], data[91:93]])  # the grid's outermost columns: air outside the head
+    assert np.ptp(padded) == 0  # one constant
+    assert abs(padded.mean() - np.median(adjacent)) < 0.1 * max(1.0, abs(np.median(adjacent)))
+    # no stripe: the padded columns are not brighter than the background beside them
+    assert padded.max() <= np.percentile(adjacent, 99) + 1e-3
+    if modality == "ecd_spect":
+        assert padded.mean() < -2  # the z-scored background, far below the brain mean 0
 
 
 def test_params_digest_tracks_parameters(crop_grid):

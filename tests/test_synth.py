@@ -174,3 +174,81 @@ def test_ground_truth_json_lists_altered_regions(fdg_cohort):
 def test_unknown_modality_raises(tmp_path):
     with pytest.raises(ValueError, match="modality"):
         generate_cohort(CohortSpec(name="x", modality="mri", n_ad=1, n_nc=1), tmp_path, progress=False)
+
+
+# --- the atlas-free ("smooth") effect kind ----------------------------------------------------------------
+
+SMOOTH = CohortSpec(name="sm", modality="fdg_pet", n_ad=3, n_nc=2, seed=5, effect_pattern="smooth")
+
+
+@pytest.fixture(scope="module")
+def smooth_cohort(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smooth")
+    generate_cohort(SMOOTH, out, progress=False)
+    return out
+
+
+def _atlas_share(pattern: np.ndarray) -> float:
+    """Share of a map's variance inside the brain that AAL3 region labels explain (eta squared)."""
+    t = load_templates()
+    inside = t.brain_mask & (t.atlas > 0)
+    labels, values = t.atlas[inside], pattern[inside].astype(np.float64)
+    means = np.bincount(labels, weights=values) / np.maximum(np.bincount(labels), 1)
+    return float(((means[labels] - values.mean()) ** 2).sum() / ((values - values.mean()) ** 2).sum())
+
+
+def test_smooth_effect_does_not_follow_atlas_boundaries():
+    """The regional kind is (up to edge smoothing) constant within each AAL3 region; the smooth kind varies within
+    regions (blobs centred between regions, gradients across them): region labels explain far less of it."""
+    regional, smooth = synth.effect_pattern_map("regional"), synth.effect_pattern_map("smooth")
+    assert smooth.max() == pytest.approx(1.0) and not smooth[~load_templates().brain_mask].any()
+    assert _atlas_share(regional) > 0.8
+    assert _atlas_share(smooth) < 0.6
+
+
+def test_smooth_pattern_is_jittered_per_subject():
+    sim = synth._Simulator(SMOOTH)
+    (_, a), (_, b) = sim._atlas_free(np.random.default_rng(1)), sim._atlas_free(np.random.default_rng(2))
+    assert not np.allclose(a, b)
+    r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert 0.3 < r < 0.99  # the same pattern, shifted and re-weighted
+    variation, _ = sim._atlas_free(np.random.default_rng(1))
+    assert _atlas_share(variation) < 0.5  # normal variation is not painted per region either
+
+
+def test_smooth_cohort_is_deterministic_and_lowers_uptake(smooth_cohort, tmp_path):
+    again = tmp_path / "again"
+    generate_cohort(SMOOTH, again, progress=False)
+    for name, x in _scan_arrays(smooth_cohort).items():
+        np.testing.assert_array_equal(x, _scan_arrays(again)[name])
+    pattern = np.asarray(nib.load(smooth_cohort / "ad_pattern.nii.gz").dataobj)
+    np.testing.assert_allclose(pattern, synth.effect_pattern_map("smooth"), atol=1e-6)
+    truth = pd.read_csv(smooth_cohort / "ground_truth.tsv", sep="\t")
+    uptake = []
+    for sid in truth["subject_id"]:
+        raw = np.asarray(nib.load(smooth_cohort / "scans" / f"{sid}.nii.gz").dataobj, dtype=np.float32)
+        uptake.append(float((pattern * normalize_intensity(raw, "fdg_pet")).sum() / pattern.sum()))
+    assert np.corrcoef(truth["severity"], uptake)[0, 1] < -0.5
+
+
+def test_smooth_ground_truth_records_kind_map_and_covered_regions(smooth_cohort, fdg_cohort):
+    truth = json.loads((smooth_cohort / "ground_truth.json").read_text())
+    assert truth["effect_pattern"] == "smooth" and truth["jitter_mm"] == SMOOTH.jitter_mm
+    assert synth.synthetic_kind(truth) == ("smooth", truth["effect_pattern_implication"])
+    assert "does not favour" in truth["effect_pattern_implication"]
+    # the regions it mostly covers: real AAL3 names, holding 80 % of the voxel-level map's mass
+    t = load_templates()
+    pattern = np.asarray(nib.load(smooth_cohort / truth["pattern_map"]).dataobj)
+    mask = t.region_mask(list(truth["altered_regions"]))
+    assert set(truth["altered_regions"]) <= set(t.labels.values())
+    assert pattern[mask].sum() >= 0.8 * pattern[t.atlas > 0].sum()
+    assert {"Angular_L", "Angular_R"} <= set(truth["altered_regions"])
+    regional = json.loads((fdg_cohort / "ground_truth.json").read_text())
+    assert synth.synthetic_kind(regional)[0] == "regional" and regional["effect_pattern"] == "regional"
+    assert "favours the regional-mean baseline" in synth.synthetic_kind(regional)[1]
+    assert synth.synthetic_kind({})[0] == "regional"  # a ground truth written before the kinds existed
+
+
+def test_unknown_effect_pattern_raises(tmp_path):
+    with pytest.raises(ValueError, match="effect pattern"):
+        generate_cohort(CohortSpec(name="x", modality="fdg_pet", n_ad=1, n_nc=1, effect_pattern="x"), tmp_path)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -115,33 +116,65 @@ def test_finetuning_and_mmse(trained, tiny_cache, tmp_path):
     assert "mae" in pd.read_csv(mmse / "history.tsv", sep="\t").columns
 
 
-def test_killed_run_resumes_from_its_last_epoch(tiny_cache, tmp_path):
+# Chosen (measured on the tiny cohort) so that the best validation loss comes early and early stopping acts later:
+# the kill falls after the best epoch and before the stop, where a restarted EarlyStopping would forget both.
+RESUME = {**SETTINGS, "epochs": 8, "patience": 2, "early_stopping_start": 0}
+
+
+def _weights(path: Path) -> list:
+    import keras
+
+    return keras.saving.load_model(path, compile=False).get_weights()
+
+
+def test_killed_run_resumes_exactly(tiny_cache, tmp_path):
+    """A job killed after its best epoch and before early stopping acts, then rerun, gives the uninterrupted run's
+    history, metrics (timings apart) and final weights: EarlyStopping's best, wait counter and best weights and
+    ModelCheckpoint's best are rebuilt on resume. The kill leaves no half-written output."""
+    straight = tmp_path / "straight"
+    done = subprocess.run(train_cmd(tiny_cache, straight, settings=RESUME), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = pd.read_csv(straight / "history.tsv", sep="\t")
+    expected_metrics = json.loads((straight / "metrics.json").read_text())
+    best, stopped = int(expected["val_loss"].idxmin()), len(expected) - 1
+    # the test's premise: early stopping acted (patience epochs after the best one), and the kill point (the best
+    # epoch and one without improvement finished) lies between the best epoch and the stop
+    kill_after = best + 2
+    trajectory = expected[["epoch", "val_loss"]].to_string()
+    assert stopped < RESUME["epochs"] - 1 and stopped == best + RESUME["patience"] >= kill_after, trajectory
+
     out = tmp_path / "resume"
-    settings = {**SETTINGS, "epochs": 4}
-    cmd = train_cmd(tiny_cache, out, settings=settings)
+    cmd = train_cmd(tiny_cache, out, settings=RESUME)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     history = out / "work" / "history.tsv"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if history.exists() and len(history.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
+        if history.exists() and len(history.read_text().strip().splitlines()) >= 1 + kill_after:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert proc.poll() is None, "training finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (out / "model.keras").exists()
+    # nothing half-written: no output, no temporary file beside the outputs; only the work folder
+    assert [p.name for p in out.iterdir()] == ["work"]
+
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    epochs_shown = [int(m) for m in re.findall(r"Epoch (\d+)/4", done.stdout + done.stderr)]
-    assert epochs_shown and min(epochs_shown) >= 3, epochs_shown  # resumed, not restarted
+    epochs_shown = [int(m) for m in re.findall(r"Epoch (\d+)/8", done.stdout + done.stderr)]
+    assert epochs_shown and min(epochs_shown) > kill_after - 1, epochs_shown  # resumed, not restarted
+
     final = pd.read_csv(out / "history.tsv", sep="\t")
-    assert final["epoch"].tolist() == [0, 1, 2, 3]
-    # the resumed epochs saw the same batches (EpochCounter) and random draws (seed_state_backup): the history of
-    # an uninterrupted run
-    straight = tmp_path / "straight"
-    assert subprocess.run(train_cmd(tiny_cache, straight, settings=settings), capture_output=True).returncode == 0
-    expected = pd.read_csv(straight / "history.tsv", sep="\t")
     pd.testing.assert_frame_equal(final, expected, rtol=1e-5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for m in (metrics, expected_metrics):
+        m.pop("seconds")
+    assert metrics.keys() == expected_metrics.keys()
+    for key, value in expected_metrics.items():
+        assert metrics[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
+    assert metrics["best_epoch"] == best and metrics["stopped_epoch"] == stopped, trajectory
+    for a, b in zip(_weights(out / "model.keras"), _weights(straight / "model.keras"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not (out / "work").exists()
 
 
 def test_single_class_training_set_is_refused(tiny_cache, tmp_path):

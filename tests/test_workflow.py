@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, job_counts, scheduled_subjects, snakemake, write_config
+from workflow_helpers import ROOT, job_counts, scheduled_subjects, snakemake, tiny_training_config, write_config
 
 from adtransfer.synth import CohortSpec, generate_cohort
 
@@ -20,7 +20,7 @@ def test_default_config_dry_run(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n")
     counts = job_counts(proc.stdout)
-    n_subjects = sum(sum(c["synthetic"].values()) for c in cfg["cohorts"].values())
+    n_subjects = sum(v for c in cfg["cohorts"].values() for k, v in c["synthetic"].items() if k.startswith("n_"))
     assert counts["preprocess"] == n_subjects
     assert counts["cache"] == 2 and counts["validate"] == 2 and counts["split"] == 2
     assert counts["synth_fdg"] == 1 and counts["synth_ecd"] == 1
@@ -53,6 +53,29 @@ def test_paper_config_dry_run(tmp_path):
     assert counts["predict"] == 13 and counts["gradcam"] == 11 and counts["tsne"] == 11
     assert counts["train_baseline"] == 8 and counts["explain_baseline"] == 8 and counts["evaluate"] == 21
     assert counts["tables"] == 1 and counts["figure_roc"] == 2
+
+
+@pytest.mark.parametrize("mmse_init", [None, "classifier", "init"])
+def test_fdg_mmse_model_fine_tunes_the_largest_fdg_classifier(tmp_path, mmse_init):
+    """The paper's FDG MMSE model fine-tunes the classification model (Fig. 5); `train.mmse_init: init` keeps the
+    training init instead. The dry run's train_mmse_fdg command says which."""
+    cfg = tiny_training_config(splits={**tiny_training_config()["splits"], "pretrain_sizes": [4, 8]})
+    if mmse_init:
+        cfg["train"]["mmse_init"] = mmse_init
+    path = write_config(tmp_path / "mmse_init.yaml", cfg)
+    proc = snakemake(tmp_path, path, "results/models/mmse/fdg/metrics.json", "-n", "-p")
+    block = re.split(r"\n\[\w{3} \w{3} ", proc.stdout)
+    (mmse_job,) = [b for b in block if "rule train_mmse_fdg:" in b]
+    command = mmse_job.split("--set mmse_set", 1)[1].splitlines()[0]
+    counts = job_counts(proc.stdout)
+    if mmse_init == "init":
+        assert "--pretrained" not in command
+        assert "train_fdg" not in counts
+        assert '"learning_rate": 0.001' in command
+    else:
+        assert "--pretrained results/models/fdg/n8/model.keras" in command
+        assert counts["train_fdg"] == 1  # n8 only: the largest size
+        assert '"learning_rate": 0.0001' in command  # finetune_learning_rate
 
 
 def test_training_jobs_are_gpu_tagged(tmp_path):

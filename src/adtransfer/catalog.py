@@ -94,8 +94,13 @@ def _replicas(model: Model, replicates: int) -> list[Model]:
     ]
 
 
-def grid(sizes: list[int], replicates: int | list[int] | None = 1, init: str = "random") -> list[Model]:
-    """Every model: replicate 0 of each in the table order, then the further replicates of the ECD stage."""
+def grid(
+    sizes: list[int], replicates: int | list[int] | None = 1, init: str = "random", mmse_init: str = "classifier"
+) -> list[Model]:
+    """Every model: replicate 0 of each in the table order, then the further replicates of the ECD stage.
+
+    mmse_init: "classifier" (the paper, Fig. 5: the FDG MMSE model fine-tunes the FDG classifier of the largest
+    pre-training size) or "init" (it starts from `train.init` like a classifier does)."""
     models = []
     for s in sizes:
         models.append(Model(f"fdg/n{s}", "fdg", "classify", f"n{s}", "cnn", f"Inception v3, FDG {s}", s))
@@ -103,7 +108,8 @@ def grid(sizes: list[int], replicates: int | list[int] | None = 1, init: str = "
     ecd_stage = _ecd_stage(sizes, init)
     models += ecd_stage
     models.append(Model("roi/ecd/nall", "ecd", "classify", "nall", "roi", "ROI logistic"))
-    models.append(Model("mmse/fdg", "fdg", "mmse", "mmse_set", "cnn", "Inception v3 MMSE, FDG"))
+    mmse_parent = f"fdg/n{max(sizes)}" if sizes and mmse_init == "classifier" else None
+    models.append(Model("mmse/fdg", "fdg", "mmse", "mmse_set", "cnn", "Inception v3 MMSE, FDG", None, mmse_parent))
     models.append(
         Model(
             "mmse/ecd_from_fdg",
@@ -123,8 +129,10 @@ def grid(sizes: list[int], replicates: int | list[int] | None = 1, init: str = "
     return models
 
 
-def by_name(sizes: list[int], replicates: int | list[int] | None = 1, init: str = "random") -> dict[str, Model]:
-    return {m.name: m for m in grid(sizes, replicates, init)}
+def by_name(
+    sizes: list[int], replicates: int | list[int] | None = 1, init: str = "random", mmse_init: str = "classifier"
+) -> dict[str, Model]:
+    return {m.name: m for m in grid(sizes, replicates, init, mmse_init)}
 
 
 # --- pre-specified comparisons (config `comparisons`) ----------------------------------------------------

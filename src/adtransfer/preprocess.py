@@ -114,6 +114,22 @@ def field_of_view(data: np.ndarray, brain: np.ndarray, max_zero_fraction: float 
     return ~ndimage.binary_opening(data == 0, iterations=2)
 
 
+def background_level(data: np.ndarray, margin_voxels: int = 4) -> float:
+    """The normalized intensity of the scan's background: the median outside the MNI brain mask dilated by
+    `margin_voxels` (scalp and skull stay out). FDG: about 0; ECD (z-scored): about -mean/SD, e.g. -5."""
+    from scipy import ndimage
+
+    outside = ~ndimage.binary_dilation(load_templates().brain_mask, iterations=margin_voxels)
+    return float(np.median(data[outside])) if outside.any() else 0.0
+
+
+def crop_to_box(data: np.ndarray, box: Grid) -> np.ndarray:
+    """Cut the crop box out of a normalized volume on the MNI grid. Where the box reaches outside the grid
+    (x: 2 voxels each side), it is padded with the scan's own background level, not 0: a z-scored ECD scan's 0 is
+    the brain mean, which would draw two bright stripes on every tile."""
+    return crop(data, MNI_2MM, box, fill=background_level(data))
+
+
 # --- nipype interfaces around them --------------------------------------------------------------------
 # (module level, so that nipype can pickle them into crash files)
 
@@ -185,7 +201,7 @@ class _CropIn(_ImageIn):
 
 
 class Crop(SimpleInterface):
-    """Cut the 95x95x48 box (padding outside the MNI grid with 0)."""
+    """Cut the 95x95x48 box (padding outside the MNI grid with the scan's background level)."""
 
     input_spec = _CropIn
     output_spec = _ImageOut
@@ -193,7 +209,7 @@ class Crop(SimpleInterface):
     def _run_interface(self, runtime):
         box = Grid(self.inputs.crop_shape, MNI_2MM.voxel_mm, self.inputs.crop_origin_mm)
         data = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
-        self._results["out_file"] = _save(crop(data, MNI_2MM, box), box.affine, "cropped.nii")
+        self._results["out_file"] = _save(crop_to_box(data, box), box.affine, "cropped.nii")
         return runtime
 
 

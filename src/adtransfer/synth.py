@@ -14,6 +14,7 @@ worker processes generate it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -118,6 +119,8 @@ class CohortSpec:
     native_fov_mm: tuple[float, float, float] = (256.0, 256.0, 200.0)
     max_rotation_deg: float = 10.0
     max_translation_mm: float = 15.0
+    effect_pattern: str = "regional"  # regional (painted per AAL3 region) | smooth (atlas-free; see smooth_blobs)
+    jitter_mm: float = 4.0  # smooth: SD of each subject's shift of the AD pattern, per axis
 
     @classmethod
     def from_config(cls, name: str, modality: str, synthetic: dict, seed: int) -> CohortSpec:
@@ -190,6 +193,143 @@ def ad_pattern(templates=None, smooth_mm: float = 6.0) -> np.ndarray:
     return w * t.brain_mask
 
 
+# --- the atlas-free ("smooth") effect ---------------------------------------------------------------------
+# Painted per AAL3 region, the AD effect and the normal variation live in the ROI baseline's own feature space:
+# a regional-mean classifier then wins by construction. The smooth kind puts the effect in Gaussian blobs
+# centred on the borders *between* pairs of adjacent AD regions, each with a gradient across it (sub-regional),
+# and jitters each subject's pattern (shift, per-blob amplitude); normal variation is a smooth random field.
+
+# pairs of AD regions (AAL3 name prefixes) whose common border centres a blob, in each hemisphere
+SMOOTH_PAIRS: tuple[tuple[str, str], ...] = (
+    ("Cingulate_Post", "Precuneus"),
+    ("Precuneus", "Parietal_Inf"),
+    ("Parietal_Inf", "Angular"),
+    ("Angular", "SupraMarginal"),
+    ("Angular", "Temporal_Mid"),
+    ("Temporal_Mid", "Temporal_Inf"),
+    ("Temporal_Inf", "Temporal_Pole"),
+    ("Hippocampus", "ParaHippocampal"),
+)
+BLOB_SIGMA_MM = 10.0
+BLOB_GRADIENT = 0.6  # relative change of the blob's weight per sigma, posterior (higher) to anterior
+AMPLITUDE_SD = 0.3  # log-SD of each blob's per-subject amplitude
+NORMAL_VARIATION_MM = 8.0  # smoothing of the atlas-free normal variation
+EFFECT_PATTERNS = ("regional", "smooth")
+
+
+def _world_mm(grid) -> np.ndarray:
+    idx = np.indices(grid.shape, dtype=np.float32)
+    return np.stack([grid.origin_mm[k] + grid.voxel_mm * idx[k] for k in range(3)])
+
+
+def smooth_blobs(templates=None) -> np.ndarray:
+    """The atlas-free AD effect's blobs (B, X, Y, Z) for `templates` (default: the shipped ones, computed once)."""
+    t = templates or load_templates()
+    return _default_smooth_blobs() if t is load_templates() else _smooth_blobs(t)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_smooth_blobs() -> np.ndarray:
+    blobs = _smooth_blobs(load_templates())
+    blobs.flags.writeable = False
+    return blobs
+
+
+def _smooth_blobs(t) -> np.ndarray:
+    """The atlas-free AD effect as (B, X, Y, Z) blobs on the MNI grid; the pattern is their voxel-wise maximum
+    (overlapping blobs do not add up), which peaks at 1.
+
+    Blob centre: the centre of the border voxels between two adjacent AD regions of one hemisphere (the midpoint
+    of their centroids if they do not touch); weight: the mean of the two regions' AD_REGIONS weights; a
+    posterior-to-anterior gradient across the blob, so that no region is altered uniformly."""
+    xyz = _world_mm(t.grid)
+    left = xyz[0] < 0
+    sigma = BLOB_SIGMA_MM
+    blobs = []
+    for a, b in SMOOTH_PAIRS:
+        for side in (left, ~left):
+            ma, mb = t.region_mask([a]) & side, t.region_mask([b]) & side
+            border = (ndimage.binary_dilation(ma) & mb) | (ndimage.binary_dilation(mb) & ma)
+            if border.sum() >= 5:
+                centre = xyz[:, border].mean(axis=1)
+            else:
+                centre = (xyz[:, ma].mean(axis=1) + xyz[:, mb].mean(axis=1)) / 2
+            d = xyz - centre[:, None, None, None]
+            blob = np.exp(-0.5 * (d**2).sum(axis=0) / sigma**2)
+            blob *= np.clip(1.0 - BLOB_GRADIENT * d[1] / sigma, 0.0, None)  # y grows anterior
+            blobs.append(blob * (AD_REGIONS[a] + AD_REGIONS[b]) / 2)
+    out = np.stack(blobs).astype(np.float32) * t.brain_mask
+    return out / out.max()
+
+
+def effect_pattern_map(kind: str = "regional", templates=None) -> np.ndarray:
+    """The cohort's AD weight map (0..1) on the MNI grid: the voxel-level ground truth (for the smooth kind, the
+    pattern before each subject's jitter)."""
+    if kind == "regional":
+        return ad_pattern(templates)
+    if kind == "smooth":
+        return smooth_blobs(templates).max(axis=0)
+    raise ValueError(f"unknown effect pattern {kind!r}; expected one of {', '.join(EFFECT_PATTERNS)}")
+
+
+def regions_covered(pattern: np.ndarray, templates=None, mass: float = 0.8) -> dict[str, float]:
+    """The AAL3 regions a voxel-level pattern mostly covers: the fewest regions holding `mass` of its in-atlas
+    mass, largest first, each with its mean pattern weight (what the regional kind lists as its weights)."""
+    t = templates or load_templates()
+    labels = t.atlas.reshape(-1)
+    weights = pattern.reshape(-1).astype(np.float64)
+    sums = np.bincount(labels, weights=weights, minlength=max(t.labels) + 1)
+    counts = np.bincount(labels, minlength=max(t.labels) + 1)
+    sums[0] = 0.0
+    order = np.argsort(sums)[::-1]
+    cum = np.cumsum(sums[order]) / sums.sum()
+    chosen = order[: int(np.searchsorted(cum, mass)) + 1]
+    return {t.labels[int(i)]: round(float(sums[i] / counts[i]), 4) for i in chosen if i in t.labels}
+
+
+def synthetic_kind(truth: dict) -> tuple[str, str]:
+    """The kind of a synthetic cohort's AD effect (from its ground_truth.json) and what it implies for the
+    CNN-vs-ROI-baseline comparison, in one sentence (for the summary)."""
+    kind = truth.get("effect_pattern", "regional")
+    if kind == "smooth":
+        return kind, (
+            "the synthetic AD effect is atlas-free (smooth blobs centred between AAL3 regions, with sub-regional "
+            "gradients and per-subject jitter), so the comparison of the CNN with the regional-mean baseline "
+            "does not favour either by construction"
+        )
+    return kind, (
+        "the synthetic AD effect and normal variation are painted per AAL3 region, the ROI baseline's own "
+        "feature space, so the comparison favours the regional-mean baseline by construction"
+    )
+
+
+def effect_truth(spec: CohortSpec, templates=None) -> tuple[np.ndarray, dict]:
+    """The cohort's voxel-level truth map and the ground_truth.json entries describing the effect."""
+    t = templates or load_templates()
+    kind = spec.effect_pattern
+    pattern = effect_pattern_map(kind, t)
+    if kind == "regional":
+        altered = dict(AD_REGIONS)
+        note = "uptake = tissue * regional * (1 - effect * severity * pattern) * fields, smoothed, noised"
+    else:
+        altered = regions_covered(pattern, t)
+        note = (
+            "uptake = tissue * smooth_variation * (1 - effect * severity * pattern_i) * fields, smoothed, noised; "
+            "pattern_i = the blobs of pattern_map with per-subject amplitudes, shifted by the subject's jitter; "
+            "altered_regions = AAL3 regions holding 80 % of the pattern's mass, with their mean weight"
+        )
+    _, implication = synthetic_kind({"effect_pattern": kind})
+    entries = {
+        "effect_pattern": kind,
+        "effect_pattern_implication": implication,
+        "altered_regions": altered,
+        "note": note,
+    }
+    if kind == "smooth":
+        entries["jitter_mm"] = spec.jitter_mm
+    return pattern.astype(np.float32), entries
+
+
 class _Simulator:
     """Per-process state: templates and the fixed maps every subject of a cohort shares."""
 
@@ -204,7 +344,10 @@ class _Simulator:
         head = ndimage.binary_dilation(t.brain_mask, iterations=5)
         self.tissue = (t.gm + m.wm_ratio * t.wm + 0.08 * csf + 0.04 * (head & ~t.brain_mask)).astype(np.float32)
         self.head = head
-        self.pattern = ad_pattern(t)
+        if spec.effect_pattern not in EFFECT_PATTERNS:
+            raise ValueError(f"unknown effect pattern {spec.effect_pattern!r}; expected one of {EFFECT_PATTERNS}")
+        self.blobs = smooth_blobs(t) if spec.effect_pattern == "smooth" else None
+        self.pattern = ad_pattern(t) if self.blobs is None else self.blobs.max(axis=0)
         labels = np.unique(t.atlas)
         self.label_index = np.searchsorted(labels, t.atlas)  # atlas label -> 0..R
         self.n_labels = len(labels)
@@ -225,7 +368,10 @@ class _Simulator:
         coarse = rng.normal(0.0, 1.0, (6, 7, 6))
         smooth_field = ndimage.zoom(coarse, np.array(t.grid.shape) / coarse.shape, order=3)
         smooth_field = 1.0 + spec.field_sd * smooth_field / (smooth_field.std() + 1e-6)
-        uptake = self.tissue * regional * (1.0 - self.effect * severity * self.pattern)
+        pattern = self.pattern
+        if self.blobs is not None:
+            regional, pattern = self._atlas_free(spec.stream(3, index))
+        uptake = self.tissue * regional * (1.0 - self.effect * severity * pattern)
         uptake *= smooth_field.astype(np.float32) * self.site_fields[site]
         uptake = ndimage.gaussian_filter(uptake, self.fwhm * FWHM_TO_SIGMA / t.grid.voxel_mm)
         noise = ndimage.gaussian_filter(rng.normal(0.0, 1.0, uptake.shape).astype(np.float32), 0.8)
@@ -233,6 +379,20 @@ class _Simulator:
         uptake *= 1.0 + noise
         scale = spec.model.unit * np.exp(rng.normal(0.0, spec.global_sd))
         return (np.clip(uptake, 0, None) * scale * self.head).astype(np.float32)
+
+    def _atlas_free(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The smooth kind's normal variation (a smooth random field, region_sd) and this subject's AD pattern
+        (each blob's amplitude drawn, the whole pattern shifted by jitter_mm)."""
+        spec, t = self.spec, self.t
+        field = ndimage.gaussian_filter(
+            rng.normal(0.0, 1.0, t.grid.shape).astype(np.float32), NORMAL_VARIATION_MM / t.grid.voxel_mm
+        )
+        variation = 1.0 + spec.region_sd * field / (field.std() + 1e-6)
+        amplitude = np.exp(rng.normal(0.0, AMPLITUDE_SD, len(self.blobs))).astype(np.float32)
+        pattern = (amplitude[:, None, None, None] * self.blobs).max(axis=0)
+        shift = rng.normal(0.0, spec.jitter_mm, 3) / t.grid.voxel_mm
+        pattern = ndimage.shift(pattern, shift, order=1, mode="constant", cval=0.0) * t.brain_mask
+        return variation.astype(np.float32), pattern.astype(np.float32)
 
 
 _WORKER: _Simulator | None = None
@@ -327,16 +487,16 @@ def generate_cohort(
             done += 1
             _progress(progress, done, len(jobs))
     t = load_templates()
-    img = nib.Nifti1Image(ad_pattern(t).astype(np.float32), t.grid.affine)
+    pattern, effect_entries = effect_truth(spec, t)
+    img = nib.Nifti1Image(pattern, t.grid.affine)
     save_nifti(img, out / "ad_pattern.nii.gz")
     truth = {
         "modality": spec.modality,
         "seed": spec.seed,
-        "altered_regions": AD_REGIONS,
         "effect": spec.effect if spec.effect is not None else spec.model.effect,
         "fwhm_mm": spec.fwhm_mm if spec.fwhm_mm is not None else spec.model.fwhm_mm,
         "pattern_map": "ad_pattern.nii.gz",
-        "note": "uptake = tissue * regional * (1 - effect * severity * pattern) * fields, smoothed, noised",
+        **effect_entries,
     }
     if spec.space == "native":
         truth.update(native_truth(spec, transforms))

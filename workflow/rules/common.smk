@@ -179,7 +179,11 @@ def model_files(folder):
 # --- evaluation, explanation, report --------------------------------------------------------------------
 
 # The model grid by name (src/adtransfer/catalog.py): CNNs and the ROI baseline beside each training set.
-MODELS = {m.name: m for m in model_grid(SIZES, REPLICATES, TRAIN.get("init", "random"))} if SPLITS else {}
+MODELS = (
+    {m.name: m for m in model_grid(SIZES, REPLICATES, TRAIN.get("init", "random"), TRAIN.get("mmse_init", "classifier"))}
+    if SPLITS
+    else {}
+)
 ROLE_COHORT = {"fdg": FDG, "ecd": ECD}
 EVAL = config.get("evaluate", {})
 EXPLAIN = config.get("explain", {})

@@ -84,14 +84,21 @@ rule train_ecd_scratch:
         " --out {params.out} --settings {params.settings:q} --threads {threads} --log {log}"
 
 
+# The FDG MMSE model fine-tunes the FDG classifier of the largest pre-training size (the paper, Fig. 5), or starts
+# from train.init (`train.mmse_init: init`); the catalog says which.
+MMSE_FDG_PARENT = MODELS["mmse/fdg"].pretrained if "mmse/fdg" in MODELS else None
+
+
 rule train_mmse_fdg:
     input:
         cache=f"results/cache/{FDG}.h5",
         splits=f"results/splits/{FDG}.tsv",
+        **({"pretrained": f"results/models/{MMSE_FDG_PARENT}/model.keras"} if MMSE_FDG_PARENT else {}),
     output:
         **model_files("results/models/mmse/fdg"),
     params:
-        settings=train_settings(FDG, "mmse"),
+        settings=train_settings(FDG, "mmse", finetune=bool(MMSE_FDG_PARENT)),
+        pretrained=lambda wc, input: ["--pretrained", input.pretrained] if "pretrained" in input.keys() else [],
         out=lambda wc, output: os.path.dirname(output["model.keras"]),
     threads: TRAIN_THREADS
     resources:
@@ -106,7 +113,7 @@ rule train_mmse_fdg:
         "results/benchmarks/train/mmse_fdg.tsv"
     shell:
         "python -m adtransfer train --cache {input.cache} --splits {input.splits} --set mmse_set"
-        " --out {params.out} --settings {params.settings:q} --threads {threads} --log {log}"
+        " {params.pretrained:q} --out {params.out} --settings {params.settings:q} --threads {threads} --log {log}"
 
 
 rule finetune_mmse_ecd:
