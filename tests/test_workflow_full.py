@@ -111,25 +111,26 @@ def test_changing_a_figure_setting_redraws_only_figures(full_run):
     assert rules and all(r.startswith("figure_") or r == "tsne" for r in rules), rules
 
 
-def test_interrupted_run_finishes_with_the_same_results(full_run, tmp_path):
-    """Kill Snakemake while a model trains, rerun with --rerun-incomplete: the same model as without the kill."""
+def test_interrupted_run_finishes_with_the_same_results(full_run):
+    """Kill Snakemake while a model trains, rerun with --rerun-incomplete: the same model as without the kill.
+
+    In the shared run itself (a copy would rerun the user table's cohort: its scan paths are absolute), which the
+    rerun leaves complete again: test_nothing_to_do_after_a_full_run below checks that too."""
     work, cfg = full_run
-    copy = tmp_path / "copy"
-    shutil.copytree(work, copy, symlinks=True)
-    target = copy / "results/models/ecd/scratch"
+    target = work / "results/models/ecd/scratch"
     before = json.loads((target / "metrics.json").read_text())
     shutil.rmtree(target)  # this model is still to be trained when the run is interrupted
-    cmd = snakemake_command(copy, cfg)
+    cmd = snakemake_command(work, cfg)
     proc = subprocess.Popen(
         cmd,
-        cwd=copy,
+        cwd=work,
         env=job_environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
-    log = copy / "results/logs/train/ecd_scratch.log"
+    log = work / "results/logs/train/ecd_scratch.log"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if log.exists() and "training" in log.read_text():  # the job is in Keras, before its first epoch ends
@@ -140,12 +141,12 @@ def test_interrupted_run_finishes_with_the_same_results(full_run, tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert not (target / "metrics.json").exists()  # no half-written outputs left
-    done = snakemake(copy, cfg, "--rerun-incomplete", timeout=1200)
+    done = snakemake(work, cfg, "--rerun-incomplete", timeout=1200)
     assert re.search(r"rule train_ecd_scratch", done.stdout + done.stderr)
     after = json.loads((target / "metrics.json").read_text())
     for key in ("val_auc_ensemble", "val_accuracy_ensemble", "epochs_run"):
         assert after[key] == before[key], (key, before[key], after[key])
-    assert (copy / "results/tables/table4_ecd.tsv").exists()
+    assert (work / "results/tables/table4_ecd.tsv").exists()
 
 
 # --- the caches, and per-subject reruns (moved here from test_workflow.py: they share the trained run) ---------
