@@ -22,7 +22,7 @@ same thread count. Both are given per wall second and per CPU second of the proc
 shared with other jobs the CPU-second figure is the steadier one. "compile CPU s" is what a training job pays once
 before its first step (tracing, XLA compilation): the warm-up's CPU time beyond its steps.
 
-    python bench/train_step.py                                  # the full set (about 15 min on 2 cores)
+    python bench/train_step.py                                  # the full set: one process per setting
     python bench/train_step.py --quick                          # 96 px, batch 32: base, xla, adopted
     python bench/train_step.py --sizes 96 --batches 32 --variants base xla spe4 --steps 10
     python bench/train_step.py --mixed-precision                # on a GPU: float16 compute
@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 RESULT = "RESULT "
+LARGE = 200  # px: above this, --large-steps timed steps (380 px runs at about 1.3 img/s on 2 cores)
 MATMUL_N = 2048
 
 
@@ -197,12 +198,12 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--sizes", type=int, nargs="+", default=[96, 380])
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 32])
-    ap.add_argument("--steps", type=int, default=12, help="timed steps at the demo size (96 px)")
-    ap.add_argument("--large-steps", type=int, default=2, help="timed steps at larger sizes (380 px: ~1.3 img/s)")
+    ap.add_argument("--steps", type=int, default=12, help="timed steps up to 200 px")
+    ap.add_argument("--large-steps", type=int, default=2, help="timed steps above 200 px (380 px: ~1.3 img/s)")
     ap.add_argument("--threads", type=int, default=2, help="threads of a single-process measurement")
     ap.add_argument(
         "--variants",
-        nargs="+",
+        nargs="*",
         default=["base", "xla", "spe4", "float32", "nchw", "t1", "pair", "adopted"],
         help=f"at the demo size and batch: {', '.join(VARIANTS)}, adopted",
     )
@@ -245,7 +246,7 @@ def main() -> None:
     rows = []
 
     def measure(label: str, size: int, batch: int, changes: dict, procs: int) -> dict | None:
-        steps = args.steps if size <= demo_size else args.large_steps
+        steps = args.steps if size <= LARGE else args.large_steps
         spec = {**base_spec, **changes, "size": size, "batch": batch, "steps": steps, "count_flops": size not in flops}
         results = run_workers([spec] * procs)
         bad = [r for r in results if "error" in r]
@@ -297,7 +298,8 @@ def main() -> None:
             continue
         changes, procs = VARIANTS[name]
         measure(name, demo_size, demo_batch, changes, procs)
-    again = measure("base (again)", demo_size, demo_batch, {}, 1)
+    compared = [v for v in args.variants if v != "base"]
+    again = measure("base (again)", demo_size, demo_batch, {}, 1) if compared else None
 
     ref = base.get((demo_size, demo_batch))
     if ref:
