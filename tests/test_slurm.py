@@ -136,6 +136,9 @@ def test_gpu_jobs_and_only_they_get_the_gpu(runs):
     assert max(running) <= GPUS, f"{max(running)} jobs held the node's {GPUS} GPUs at once"
     # ... while Snakemake queued several at once: profiles/default's `resources: gpu=1` did not throttle them
     assert any(a[0] < b[2] and b[0] < a[2] for a, b in pairs), "GPU jobs were submitted one at a time"
+    # and more than the GPUs at once: what kept them within the GPUs was SLURM
+    queued = [sum(b[0] <= a[0] < b[2] for b in span.values()) for a in span.values()]
+    assert max(queued) > GPUS, f"never more than {max(queued)} GPU jobs queued at once: SLURM's limit untested"
 
 
 def test_slurm_outputs_match_a_local_run(runs):
