@@ -1,10 +1,10 @@
 """A throwaway single-node SLURM cluster for tests: munged, slurmctld and slurmd, all configured in a temp folder.
 
-The node offers its CPUs, its memory and one (fake) GPU as a GRES. There is no slurmdbd: job states come from
-slurmctld through `squeue`, which keeps finished jobs for MinJobAge seconds. Everything the cluster writes
-(state, spool, logs, munge socket) lives in the temp folder, on free ports, so a system SLURM or munge is not
-touched. Debian's slurm-wlm and munge are installed with apt-get when missing; when that is impossible the
-tests using the fixture are skipped, with the reason.
+The node offers its CPUs, its memory and two (fake) GPUs as a GRES, so two training jobs run side by side as on a
+2-core workstation. There is no slurmdbd: job states come from slurmctld through `squeue`, which keeps finished
+jobs for MinJobAge seconds. Everything the cluster writes (state, spool, logs, munge socket) lives in the temp
+folder, on free ports, so a system SLURM or munge is not touched. Debian's slurm-wlm and munge are installed with
+apt-get when missing; when that is impossible the tests using the fixture are skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -68,8 +68,11 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+GPUS = 2  # fake GPUs on the node: two training jobs side by side, as `make demo` runs them
+
+
 def _node_line(hostname: str) -> str:
-    """The node as slurmd sees it (CPUs, sockets, memory), plus the fake GPU; registration fails on a mismatch."""
+    """The node as slurmd sees it (CPUs, sockets, memory), plus the fake GPUs; registration fails on a mismatch."""
     out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True, timeout=60).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("NodeName="))
     fields = dict(kv.split("=", 1) for kv in line.split())
@@ -77,7 +80,7 @@ def _node_line(hostname: str) -> str:
     # a little headroom: slurmd drains a node whose memory turns out below the configured RealMemory
     fields["RealMemory"] = str(int(int(fields.get("RealMemory", "2000")) * 0.95))
     spec = " ".join(f"{k}={v}" for k, v in fields.items())
-    return f"NodeName={hostname} NodeAddr=127.0.0.1 {spec} Gres=gpu:1 State=UNKNOWN"
+    return f"NodeName={hostname} NodeAddr=127.0.0.1 {spec} Gres=gpu:{GPUS} State=UNKNOWN"
 
 
 @dataclass
@@ -170,8 +173,8 @@ KillWait=5
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
         )
-        # a fake GPU: /dev/null stands in for the device file, so GRES accounting works without hardware
-        (self.root / "etc" / "gres.conf").write_text("AutoDetect=off\nName=gpu File=/dev/null\n")
+        # fake GPUs: /dev/null stands in for each device file, so GRES accounting works without hardware
+        (self.root / "etc" / "gres.conf").write_text("AutoDetect=off\n" + "Name=gpu File=/dev/null\n" * GPUS)
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = open(self.root / "log" / f"{name}.stdout", "wb")  # noqa: SIM115 - closed with the process

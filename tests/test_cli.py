@@ -101,6 +101,21 @@ def test_validate_main_does_not_import_tensorflow(tmp_path):
     assert "valid cohort" in proc.stdout
 
 
+def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_cohort, tmp_path):
+    """One preprocessing job per subject: every import it does not need is paid once per scan."""
+    scan = sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0]
+    args = ["preprocess", "--input", str(scan), "--output", str(tmp_path / "out.nii.gz"), "--modality", "fdg"]
+    args += ["--qc", str(tmp_path / "qc.png"), "--sidecar", str(tmp_path / "out.json")]
+    code = (
+        "import json, sys; from adtransfer.cli import main; rc = main(json.loads(sys.argv[1])); "
+        "heavy = sorted({'pandas', 'matplotlib', 'sklearn', 'tensorflow'} & set(sys.modules)); "
+        "assert not heavy, f'imported {heavy}'; sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "out.json").read_text())["roi_means"]
+
+
 # --- defects: exit 2, one message, no traceback --------------------------------------------------------
 
 

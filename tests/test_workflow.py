@@ -1,19 +1,16 @@
-"""The workflow as a user runs it: dry runs of the shipped configs, a tiny run end to end, incremental reruns."""
+"""The workflow as a user runs it: dry runs of the shipped configs and profiles. The tiny run end to end and its
+incremental reruns are in test_workflow_full.py (one trained run shared by every end-to-end check)."""
 
 from __future__ import annotations
 
 import re
-import shutil
 
 import h5py
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, job_counts, scheduled_subjects, snakemake, tiny_training_config, write_config
-
-from adtransfer.synth import CohortSpec, generate_cohort
+from workflow_helpers import ROOT, job_counts, snakemake, tiny_training_config, write_config
 
 
 def test_default_config_dry_run(tmp_path):
@@ -132,92 +129,6 @@ def test_bad_table_stops_before_any_job(tmp_path):
     err = proc.stdout + proc.stderr
     assert "row 2 (subject s01)" in err and "mmse 45 is outside 0-30" in err
     assert "Traceback" not in err
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A tiny config run to the end: a user-table FDG cohort and a workflow-generated ECD cohort."""
-    work = tmp_path_factory.mktemp("run")
-    generate_cohort(
-        CohortSpec(name="sub", modality="fdg_pet", n_ad=3, n_nc=3, n_mci=1, seed=5), work / "mydata", progress=False
-    )
-    cfg = write_config(
-        work / "tiny.yaml",
-        {
-            "seed": 5,
-            "mosaic": {"size": 76},
-            "cohorts": {
-                "fdg": {"modality": "fdg_pet", "table": "mydata/participants.tsv"},
-                "ecd": {"modality": "ecd_spect", "synthetic": {"n_ad": 2, "n_nc": 2}},
-            },
-        },
-    )
-    snakemake(work, cfg)
-    return work, cfg
-
-
-@pytest.mark.slow
-def test_tiny_run_writes_caches(finished_run):
-    work, _ = finished_run
-    table = pd.read_csv(work / "mydata" / "participants.tsv", sep="\t")
-    with h5py.File(work / "results" / "cache" / "fdg.h5") as h5:
-        assert h5["mosaics"].shape == (7, 3, 76, 76) and h5["mosaics"].dtype == np.float16
-        assert [s.decode() for s in h5["subject_id"][()]] == table["subject_id"].tolist()
-        expected = table["diagnosis"].map({"AD": 1, "NC": 0, "MCI": -1}).to_numpy()
-        np.testing.assert_array_equal(h5["label"][()], expected)
-        np.testing.assert_array_equal(h5["mmse"][()], table["mmse"].to_numpy(np.float32))
-        assert h5.attrs["modality"] == "fdg_pet" and h5.attrs["mosaic_size"] == 76
-        assert len(h5.attrs["params_hash"]) == 16
-        assert np.isfinite(h5["mosaics"][()].astype(np.float32)).all()
-    with h5py.File(work / "results" / "cache" / "ecd.h5") as h5:
-        assert h5["mosaics"].shape == (4, 3, 76, 76)
-        assert sorted(h5["diagnosis"].asstr()[()]) == ["AD", "AD", "NC", "NC"]
-    # every subject has its QC image, log and benchmark file
-    for sid in table["subject_id"]:
-        assert (work / "results" / "preproc" / "fdg" / f"{sid}.png").stat().st_size > 1000
-        assert (work / "results" / "logs" / "preprocess" / "fdg" / f"{sid}.log").exists()
-        assert (work / "results" / "benchmarks" / "preprocess" / "fdg" / f"{sid}.tsv").exists()
-
-
-@pytest.mark.slow
-def test_nothing_to_do_after_a_full_run(finished_run):
-    work, cfg = finished_run
-    proc = snakemake(work, cfg, "-n")
-    assert job_counts(proc.stdout) == {}, proc.stdout[-2000:]
-
-
-@pytest.mark.slow
-def test_replacing_one_scan_reruns_only_that_subject(finished_run, tmp_path):
-    work, cfg = finished_run
-    scan = work / "mydata" / "scans" / "sub0002.nii.gz"
-    backup = tmp_path / "sub0002.nii.gz"
-    shutil.copy2(scan, backup)
-    try:
-        img = nib.load(scan)
-        nib.save(nib.Nifti1Image(np.asarray(img.dataobj) * 1.1, img.affine), scan)
-        proc = snakemake(work, cfg, "-n")
-        counts = job_counts(proc.stdout)
-        assert scheduled_subjects(proc.stdout) == {"sub0002"}
-        assert counts == {"preprocess": 1, "validate": 1, "cache": 1, "all": 1}, counts
-    finally:
-        shutil.copy2(backup, scan)
-
-
-@pytest.mark.slow
-def test_adding_a_subject_preprocesses_only_the_new_one(finished_run):
-    work, cfg = finished_run
-    table_path = work / "mydata" / "participants.tsv"
-    original = table_path.read_text()
-    new_scan = work / "mydata" / "scans" / "new01.nii.gz"
-    shutil.copy2(work / "mydata" / "scans" / "sub0001.nii.gz", new_scan)
-    try:
-        table_path.write_text(original + "new01\tNC\t29\t75.0\tF\tS01\tscans/new01.nii.gz\n")
-        proc = snakemake(work, cfg, "-n")
-        assert scheduled_subjects(proc.stdout) == {"new01"}
-        assert job_counts(proc.stdout)["preprocess"] == 1
-    finally:
-        table_path.write_text(original)
-        new_scan.unlink()
 
 
 def test_workstation_profile_is_picked_up_and_caps_gpu_jobs(tmp_path):
