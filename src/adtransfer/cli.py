@@ -202,8 +202,10 @@ def cmd_gradcam(args: argparse.Namespace) -> None:
         args.truth,
         args.examples,
         args.threads,
+        args.score_layers,
     )
-    log.info("Grad-CAM %s: %s", args.model_dir, json.dumps(summary.get("ground_truth", summary["map_size"])))
+    for layer, entry in summary["layers"].items():
+        log.info("Grad-CAM %s, %s: %s", args.model_dir, layer, json.dumps(entry))
 
 
 def cmd_explain_baseline(args: argparse.Namespace) -> None:
@@ -378,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--means-png", required=True)
     p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
     p.add_argument("--examples", type=int, default=2, help="example subjects per class")
+    p.add_argument(
+        "--score-layers",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=[],
+        help="comma-separated further layers scored against --truth (no figures)",
+    )
     p.add_argument("--threads", type=int, default=2)
 
     p = add("explain-baseline", cmd_explain_baseline, "Coefficient brain map and region ranking of an ROI baseline.")
