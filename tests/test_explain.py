@@ -178,3 +178,69 @@ def test_gradcam_of_a_saturated_softmax_is_the_logit_map():
     saturated = gradcam(net, x, "last_conv", class_index=1)
     assert saturated.max() > 0
     np.testing.assert_allclose(normalize(saturated), normalize(plain), atol=1e-5)
+
+
+def _fabricate_explanations(root, sizes, crop_grid):
+    """Summaries and maps as the gradcam, occlusion and explain-baseline steps write them."""
+    import json
+
+    import h5py
+    import nibabel as nib
+
+    from adtransfer.catalog import grid
+
+    top = {"k": 10, "hits": 6, "regions": ["Precuneus_L"] * 10}
+    for m in grid(sizes):
+        folder = root / "explain" / m.name
+        folder.mkdir(parents=True, exist_ok=True)
+        if m.kind == "cnn" and m.classify:
+            layers = {
+                "mixed7": {"map_size": [10, 10], "ground_truth": {"ratio": 1.2, "top_regions": {**top, "hits": 1}}},
+                "mixed5": {"map_size": [8, 8], "ground_truth": {"ratio": 1.6, "top_regions": {**top, "hits": 3}}},
+            }
+            summary = {"layer": "mixed7", "map_size": [10, 10], "mosaic_size": 380, "layers": layers}
+            (folder / "gradcam_summary.json").write_text(json.dumps(summary))
+            occ = {
+                "regions": {"measured": 156},
+                "n_test": {"AD": 20},
+                "ground_truth": {"ratio": 2.5, "top_regions": top},
+            }
+            (folder / "occlusion_summary.json").write_text(json.dumps(occ))
+            for name in ("gradcam_AD", "occlusion_AD"):
+                vol = np.zeros(MNI_2MM.shape, np.float32)
+                vol[30:40, 40:60, 40:50] = 1.0
+                nib.save(nib.Nifti1Image(vol, MNI_2MM.affine), folder / f"{name}.nii.gz")
+        elif m.kind == "roi":
+            summary = {"n_regions": 156, "ground_truth": {**top, "ratio": 3.0, "top_regions": {**top, "hits": 9}}}
+            (folder / "explain_summary.json").write_text(json.dumps(summary))
+            vol = np.zeros(MNI_2MM.shape, np.float32)
+            vol[50:60, 40:60, 40:50] = -0.5
+            nib.save(nib.Nifti1Image(vol, MNI_2MM.affine), folder / "coefficients.nii.gz")
+    with h5py.File(root / "cache.h5", "w") as h5:
+        h5.attrs.update(
+            {"crop_shape": list(crop_grid.shape), "crop_origin_mm": list(crop_grid.origin_mm), "voxel_mm": 2.0}
+        )
+
+
+def test_explanation_table_scores_every_layer_occlusion_and_coefficients_alike(tmp_path, crop_grid):
+    from adtransfer import report
+
+    _fabricate_explanations(tmp_path, [8], crop_grid)
+    table = report.explanation_table(tmp_path, [8])
+    fdg = table[table["model"] == "Inception v3, FDG 8"].set_index("explanation")
+    assert list(fdg.index) == ["Grad-CAM mixed7 (figures)", "Grad-CAM mixed5", "region occlusion (drop in P(AD))"]
+    assert fdg["mass in altered regions / chance"].tolist() == [1.2, 1.6, 2.5]
+    assert fdg["altered among top 10 regions"].tolist() == [1, 3, 6]
+    assert "straddle" in fdg.loc["Grad-CAM mixed7 (figures)", "resolution"]
+    assert "straddle" not in fdg.loc["Grad-CAM mixed5", "resolution"]
+    roi = table[table["explanation"] == "standardized coefficients"]
+    assert (roi["mass in altered regions / chance"] == 3.0).all() and (roi["altered among top 10 regions"] == 9).all()
+
+
+def test_side_by_side_figure_of_one_model(tmp_path, crop_grid):
+    from adtransfer import report
+
+    _fabricate_explanations(tmp_path, [8], crop_grid)
+    out = tmp_path / "side by side.png"
+    report.explanation_figure(tmp_path, [8], "fdg/n8", tmp_path / "cache.h5", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -186,3 +186,23 @@ def brain_map_figure(
     overlay_rows(
         [("", list(bg), list(masked))], path, title, cmap=cmap, vmin=vmin, vmax=vmax, cbar_label=cbar_label, dpi=dpi
     )
+
+
+def explanation_panels(
+    panels: Sequence[tuple[str, np.ndarray]],
+    background: np.ndarray,
+    path: str | os.PathLike,
+    title: str,
+    dpi: int = 120,
+) -> None:
+    """Several maps on the 95x95x48 crop, a row each (the three full-resolution mosaics over `background`), each
+    map's positive part scaled to its own maximum so that methods with different units read side by side."""
+    size = background.shape[0] * 4
+    bg = make_mosaics(background, size)
+    rows = []
+    for label, volume in panels:
+        values = np.clip(np.nan_to_num(np.asarray(volume, np.float32), nan=0.0), 0, None)
+        peak = float(values.max())
+        maps = make_mosaics(values / peak if peak > 0 else values, size)
+        rows.append((label, list(bg), list(np.ma.masked_where(maps <= 1e-3, maps))))
+    overlay_rows(rows, path, title, vmin=0, vmax=1, cbar_label="each map / its maximum", dpi=dpi)
