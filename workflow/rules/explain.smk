@@ -3,6 +3,8 @@
 # t-SNE of the FC features; the ROI baselines' coefficient maps; the three side by side per CNN. On synthetic
 # cohorts each is scored against the generator's altered regions the same way.
 
+import shlex
+
 
 rule gradcam:
     input:
@@ -37,7 +39,7 @@ rule gradcam:
         examples=EXPLAIN.get("gradcam_examples", 2),
         model_dir=lambda wc, input: os.path.dirname(input.model),
         out_dir=lambda wc, output: os.path.dirname(output.summary),
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
     threads: TRAIN_THREADS
     resources:
         gpu=1,
@@ -84,7 +86,7 @@ rule occlusion:
         model_dir=lambda wc, input: os.path.dirname(input.model),
         preproc_dir=lambda wc, input: os.path.dirname(input.nii[0]),
         out_dir=lambda wc, output: os.path.dirname(output.summary),
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
     threads: TRAIN_THREADS
     resources:
         gpu=1,
@@ -174,7 +176,7 @@ rule explain_baseline:
         ),
     params:
         out_dir=lambda wc, output: os.path.dirname(output.summary),
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
     conda:
         "../../envs/report.yaml"
     log:
