@@ -101,3 +101,14 @@ def test_rebuilding_only_the_touched_tiles_equals_rebuilding_the_mosaics(crop_gr
     for size in (76, 96):
         fast = occluded_mosaics(cached_mosaics(vol, size), vol, mask, ref)
         np.testing.assert_array_equal(fast, cached_mosaics(changed, size))
+
+
+def test_the_nc_reference_holds_training_subjects_only():
+    from adtransfer.occlusion import select_subjects
+
+    member = np.array(["train", "train", "val", "test", "test", "", "train"])
+    labels = np.array([0, 1, 0, 0, 1, 0, -1])
+    reference, test = select_subjects(member, labels, ["AD"])
+    assert reference.tolist() == [True, False, False, False, False, False, False]
+    assert test.tolist() == [False, False, False, False, True, False, False]
+    assert select_subjects(member, labels, ["AD", "NC"])[1].tolist() == [False, False, False, True, True, False, False]

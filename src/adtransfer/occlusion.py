@@ -143,18 +143,38 @@ def load_volumes(preproc_dir: Path, ids: Sequence[str], sha256: dict[str, str], 
     """Preprocessed crops of `ids`, each checked to come from the scan the cache was built from."""
     out = np.empty((len(ids), *shape), np.float32)
     for i, sid in enumerate(ids):
-        nii, sidecar = preproc_dir / f"{sid}.nii.gz", preproc_dir / f"{sid}.json"
-        try:
-            meta = json.loads(sidecar.read_text())
-            img = nib.load(str(nii))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{nii}: cannot read the preprocessed volume of subject {sid} ({exc})") from None
-        if meta.get("input_sha256") != sha256[sid]:
-            raise InputError(f"{nii}: preprocessed from another scan than the cache's (sha256); rebuild the cache")
-        if tuple(img.shape) != tuple(shape):
-            raise InputError(f"{nii}: shape {img.shape}, the cache's crop is {tuple(shape)}")
-        out[i] = np.asarray(img.dataobj, np.float32)
+        out[i] = load_volume(preproc_dir, sid, sha256, shape)
     return out
+
+
+def mean_volume(preproc_dir: Path, ids: Sequence[str], sha256: dict[str, str], shape: tuple) -> np.ndarray:
+    """Mean of the preprocessed crops of `ids`, one volume in memory at a time (hundreds at the paper's scale)."""
+    total = np.zeros(shape, np.float64)
+    for sid in ids:
+        total += load_volume(preproc_dir, sid, sha256, shape)
+    return (total / len(ids)).astype(np.float32)
+
+
+def load_volume(preproc_dir: Path, sid: str, sha256: dict[str, str], shape: tuple) -> np.ndarray:
+    """One subject's preprocessed crop, checked to come from the scan the cache was built from."""
+    nii, sidecar = preproc_dir / f"{sid}.nii.gz", preproc_dir / f"{sid}.json"
+    try:
+        meta = json.loads(sidecar.read_text())
+        img = nib.load(str(nii))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{nii}: cannot read the preprocessed volume of subject {sid} ({exc})") from None
+    if meta.get("input_sha256") != sha256[sid]:
+        raise InputError(f"{nii}: preprocessed from another scan than the cache's (sha256); rebuild the cache")
+    if tuple(img.shape) != tuple(shape):
+        raise InputError(f"{nii}: shape {img.shape}, the cache's crop is {tuple(shape)}")
+    return np.asarray(img.dataobj, np.float32)
+
+
+def select_subjects(member: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the NC reference (the model's NC training subjects only: never validation or test) and of the
+    test subjects to occlude (those of `classes`), given each subject's split membership and label."""
+    wanted = [{"AD": 1, "NC": 0}[c] for c in classes]
+    return (member == "train") & (labels == 0), (member == "test") & np.isin(labels, wanted)
 
 
 def run_occlusion(
@@ -191,17 +211,16 @@ def run_occlusion(
     crop_grid = crop_grid_of(data["attrs"])
     size = int(data["attrs"]["mosaic_size"])
     member = split_membership(read_splits(splits_path), set_column).reindex(ids).fillna("").to_numpy()
-    reference_ids = ids[(member == "train") & (labels_dx == 0)]
+    reference_sel, test_sel = select_subjects(member, labels_dx, classes)
+    reference_ids, test_ids, targets = ids[reference_sel], ids[test_sel], labels_dx[test_sel]
     wanted = [{"AD": 1, "NC": 0}[c] for c in classes]
-    test_sel = (member == "test") & np.isin(labels_dx, wanted)
-    test_ids, targets = ids[test_sel], labels_dx[test_sel]
     if len(reference_ids) == 0:
         raise InputError(f"{splits_path}: no NC training subjects in {set_column} for the occlusion reference")
     if not (targets == 1).any():
         raise InputError(f"{splits_path}: no AD test subjects to occlude")
     sha = dict(zip(ids, data["sha256"], strict=True))
     preproc_dir = Path(preproc_dir)
-    reference = load_volumes(preproc_dir, reference_ids, sha, crop_grid.shape).mean(axis=0)
+    reference = mean_volume(preproc_dir, reference_ids, sha, crop_grid.shape)
     volumes = load_volumes(preproc_dir, test_ids, sha, crop_grid.shape)
 
     labels, inventory = region_inventory(crop_grid)
