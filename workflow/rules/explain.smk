@@ -55,7 +55,7 @@ rule gradcam:
         "python -m adtransfer gradcam --model-dir {params.model_dir:q} --cache {input.cache:q}"
         " --predictions {input.predictions:q} --layer {params.layer:q} --out-dir {params.out_dir:q}"
         " --examples-png {output.examples:q} --means-png {output.means:q} --examples {params.examples}"
-        " --score-layers {params.score_layers:q} {params.truth} --threads {threads} --log {log:q}"
+        " --score-layers={params.score_layers:q} {params.truth} --threads {threads} --log {log:q}"
 
 
 rule occlusion:
