@@ -57,12 +57,17 @@ def test_full_run_writes_every_result(full_run):
         "figures/learning_curves.png",
         "figures/tsne/ecd/scratch.png",
         "explain/fdg/n8/gradcam_AD.nii.gz",
+        "explain/fdg/n8/occlusion_AD.nii.gz",
+        "explain/ecd/scratch/occlusion_regions.tsv",
+        "figures/explain/ecd/from_fdg_n8.png",
         "explain/roi/ecd/nall/coefficients.nii.gz",
         "predictions/roi/mmse/fdg.tsv",
     ]:
         assert (res / path).stat().st_size > 0, path
     summary = json.loads((res / "explain/fdg/n8/gradcam_summary.json").read_text())
     assert summary["layer"] == "mixed7" and "ratio" in summary["ground_truth"]
+    occlusion = json.loads((res / "explain/fdg/n8/occlusion_summary.json").read_text())
+    assert occlusion["images"] > 0 and "ratio" in occlusion["ground_truth"]
     assert "Which model wins" in (res / "summary.html").read_text()
     snakemake(work, full_run[1], "--report", "results/report.html", timeout=300)
     assert (res / "report.html").stat().st_size > 100_000
