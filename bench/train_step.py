@@ -313,8 +313,9 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at end")
     if adopted:
-        final, setting = adopted, f"{demo_size} px, batch {demo_batch}, 2 x 1-thread jobs" + "".join(
-            f" + {a}" for a in args.adopt
+        final, setting = (
+            adopted,
+            f"{demo_size} px, batch {demo_batch}, 2 x 1-thread jobs" + "".join(f" + {a}" for a in args.adopt),
         )
     else:
         final, setting = ref, f"{demo_size} px, batch {demo_batch}, 1 x {args.threads}-thread job"

@@ -48,6 +48,7 @@ def test_paper_config_dry_run(tmp_path):
     # every CNN predicts (13) and every classifier is explained (11); an ROI baseline beside each training set:
     # 5 FDG sizes, the ECD set, FDG and ECD MMSE (8); one evaluation per model (21)
     assert counts["predict"] == 13 and counts["gradcam"] == 11 and counts["tsne"] == 11
+    assert counts["occlusion"] == 11 and counts["explain_figure"] == 11  # occlusion and side by side per classifier
     assert counts["train_baseline"] == 8 and counts["explain_baseline"] == 8 and counts["evaluate"] == 21
     assert counts["tables"] == 1 and counts["figure_roc"] == 2
 

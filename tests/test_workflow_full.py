@@ -78,6 +78,9 @@ def test_full_run_writes_every_result(full_run):
         "figures/learning_curves.png",
         "figures/tsne/ecd/scratch.png",
         "explain/fdg/n8/gradcam_AD.nii.gz",
+        "explain/fdg/n8/occlusion_AD.nii.gz",
+        "explain/ecd/scratch/occlusion_regions.tsv",
+        "figures/explain/ecd/from_fdg_n8.png",
         "explain/roi/ecd/nall/coefficients.nii.gz",
         "predictions/roi/mmse/fdg.tsv",
     ]:
@@ -93,6 +96,8 @@ def test_full_run_writes_every_result(full_run):
         == json.loads((res / "models/ecd/scratch/metrics.json").read_text())["settings"]["seed"] + 1000
     )
     assert (res / "metrics/ecd/from_fdg_n8_r1.json").exists() and not (res / "explain/ecd/scratch_r1").exists()
+    occlusion = json.loads((res / "explain/fdg/n8/occlusion_summary.json").read_text())
+    assert occlusion["images"] > 0 and "ratio" in occlusion["ground_truth"]
     snakemake(work, full_run[1], "--report", "results/report.html", timeout=300)
     assert (res / "report.html").stat().st_size > 100_000
 

@@ -128,7 +128,7 @@ def explain_baseline(
     PNG over the grey-matter template), a ranked region table, and the top-10 check against a known pattern."""
     import nibabel as nib
 
-    from adtransfer.explain import altered_mask, top_regions_hit
+    from adtransfer.explain import truth_scores
     from adtransfer.figures import brain_map_figure
     from adtransfer.grid import crop, uncrop
     from adtransfer.io import atomic_output, save_nifti
@@ -159,7 +159,9 @@ def explain_baseline(
     )
     summary = {"kind": params["kind"], "n_regions": len(params["regions"]), "penalty": params["penalty"]}
     if truth_json:
-        _, prefixes = altered_mask(truth_json, crop_grid)
-        summary["ground_truth"] = top_regions_hit(ranked["region"].tolist(), prefixes)
+        # scored as every explanation is (explain.truth_scores): the map in the direction of disease
+        toward_disease = crop_map if params["task"] == "mmse" else -crop_map
+        scores = truth_scores(toward_disease, ranked["region"].tolist(), truth_json, crop_grid)
+        summary["ground_truth"] = {**scores["top_regions"], **scores}
     write_text(out / "explain_summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

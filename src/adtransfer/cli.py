@@ -232,8 +232,37 @@ def cmd_gradcam(args: argparse.Namespace) -> None:
         args.truth,
         args.examples,
         args.threads,
+        args.score_layers,
     )
-    log.info("Grad-CAM %s: %s", args.model_dir, json.dumps(summary.get("ground_truth", summary["map_size"])))
+    for layer, entry in summary["layers"].items():
+        log.info("Grad-CAM %s, %s: %s", args.model_dir, layer, json.dumps(entry))
+
+
+def cmd_occlusion(args: argparse.Namespace) -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from adtransfer.occlusion import run_occlusion
+
+    summary = run_occlusion(
+        args.model_dir,
+        args.cache,
+        args.splits,
+        args.set,
+        args.preproc_dir,
+        args.out_dir,
+        args.png,
+        args.truth,
+        args.classes,
+        args.threads,
+    )
+    log.info(
+        "occlusion %s: %s s for %s images; ground truth %s",
+        args.model_dir,
+        summary["seconds"],
+        summary["images"],
+        json.dumps(summary.get("ground_truth", {})),
+    )
 
 
 def cmd_explain_baseline(args: argparse.Namespace) -> None:
@@ -279,6 +308,13 @@ def cmd_explanations(args: argparse.Namespace) -> None:
     from adtransfer.report import explanation_table, write_table
 
     write_table(explanation_table(args.results, args.sizes), Path(args.out_dir), "explanations")
+
+
+def cmd_explain_figure(args: argparse.Namespace) -> None:
+    from adtransfer.report import explanation_figure
+
+    explanation_figure(args.results, args.sizes, args.model, args.cache, args.out, args.dpi)
+    log.info("wrote %s", args.out)
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
@@ -451,6 +487,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--means-png", required=True)
     p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
     p.add_argument("--examples", type=int, default=2, help="example subjects per class")
+    p.add_argument(
+        "--score-layers",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=[],
+        help="comma-separated further layers scored against --truth (no figures)",
+    )
+    p.add_argument("--threads", type=int, default=2)
+
+    p = add("occlusion", cmd_occlusion, "Region occlusion of a CNN classifier on its test subjects (TensorFlow).")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--cache", required=True, help="the cohort's cache (subjects, labels, scan hashes, crop grid)")
+    p.add_argument("--splits", required=True)
+    p.add_argument("--set", required=True, help="the split column the model was trained on (NC reference)")
+    p.add_argument("--preproc-dir", required=True, help="folder with the preprocessed SUBJECT.nii.gz and .json")
+    p.add_argument("--out-dir", required=True, help="region table, NIfTI map, summary JSON")
+    p.add_argument("--png", required=True, help="brain-map figure")
+    p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
+    p.add_argument(
+        "--classes",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=["AD"],
+        help="test subjects occluded: AD (default) or AD,NC",
+    )
     p.add_argument("--threads", type=int, default=2)
 
     p = add("explain-baseline", cmd_explain_baseline, "Coefficient brain map and region ranking of an ROI baseline.")
@@ -486,10 +545,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--figure", nargs=2, action="append", metavar=("CAPTION", "PNG"), help="a figure to show inline (repeat)"
     )
 
-    p = add("explanations", cmd_explanations, "Grad-CAM and ROI coefficients against the ground truth, one table.")
+    p = add(
+        "explanations",
+        cmd_explanations,
+        "Grad-CAM, occlusion and ROI coefficients against the ground truth, one table.",
+    )
     p.add_argument("--results", required=True, help="results folder")
     p.add_argument("--sizes", **sizes)
     p.add_argument("--out-dir", required=True, help="writes explanations.tsv and .md here")
+
+    p = add(
+        "explain-figure",
+        cmd_explain_figure,
+        "Grad-CAM, region occlusion and the ROI baseline's coefficients of one CNN, side by side.",
+    )
+    p.add_argument("--results", required=True, help="results folder")
+    p.add_argument("--sizes", **sizes)
+    p.add_argument("--model", required=True, help="CNN classifier name, e.g. fdg/n160")
+    p.add_argument("--cache", required=True, help="the model's cohort cache (for the crop grid)")
+    p.add_argument("--dpi", type=int, default=120)
+    p.add_argument("--out", required=True)
 
     p = add("figure", cmd_figure, "One report figure from predictions and metrics.")
     p.add_argument("kind", choices=["roc", "sample-size", "mmse", "learning", "tsne"])

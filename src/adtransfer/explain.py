@@ -1,19 +1,25 @@
 """Grad-CAM on the mosaics and back in 3D on the MNI grid; region tables; comparison with a known pattern.
 
 Grad-CAM (Selvaraju et al. 2017): the gradient of the class score with respect to a convolutional layer's
-maps, averaged over space, weights the maps; their ReLU'd sum is the heat map. The paper uses `mixed10`, the
-last concatenation of Inception v3 (10x10 at 380 px); at small inputs that map is 1x1 and carries no
-location, so the layer comes from config (`explain.gradcam_layer`).
+maps, averaged over space, weights the maps; their ReLU'd sum is the heat map. The class score is the logit,
+taken before the softmax: with a saturated softmax (P(AD) = 1.0 in float32) the gradient of the probability
+vanishes and the map degenerates. The paper uses `mixed10`, the last concatenation of Inception v3 (10x10 at
+380 px); at small inputs that map is 1x1 and carries no location, so the layer comes from config
+(`explain.gradcam_layer`; `explain.gradcam_score_layers` scores more layers against a known pattern).
 
-Back to 3D: each mosaic's map is upsampled to the mosaic, cut into its 16 tiles, each tile resized to the
-95x95 slice it shows, the three interleaved sets put back into the 95x95x48 crop, and the crop placed on the
-2 mm MNI grid, so the map opens over the MNI template in any viewer. Only the TensorFlow part (the maps)
-needs a model; the geometry and the statistics are plain NumPy.
+Back to 3D, tile by tile: a mosaic's map is first cut into its 4x4 tiles, then each tile is resized to the
+95x95 slice it shows, so a cell never leaks into a neighbouring tile (a slice 6 mm or more away). When the map
+side is not a multiple of 4 (10x10 for mixed10, 22x22 for mixed7 at 380 px), cells straddle tile borders: the
+map is first expanded by nearest neighbour to the least common multiple of its side and 4, which splits each
+straddling cell between the tiles it covers in proportion to its area there. The three interleaved sets go back
+into the 95x95x48 crop, and the crop onto the 2 mm MNI grid, so the map opens over the MNI template in any
+viewer. Only the TensorFlow part (the maps) needs a model; the geometry and the statistics are plain NumPy.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -26,22 +32,45 @@ from adtransfer.data import scale
 from adtransfer.errors import InputError
 from adtransfer.grid import Grid, crop, uncrop
 from adtransfer.io import atomic_output, write_text
-from adtransfer.mosaic import mosaics_to_volume, resize_tile
+from adtransfer.mosaic import TILES, mosaics_to_volume, resize_tile
 from adtransfer.roi import atlas_in
 
 
-def gradcam(net, images: np.ndarray, layer: str, class_index: np.ndarray | int = 1, batch: int = 16) -> np.ndarray:
-    """Grad-CAM maps (n, h, w) of `layer` for each image's `class_index` (scalar or per image), >= 0."""
+def _class_score_model(net, layer: str):
+    """A function image batch -> (the layer's maps, class scores before the softmax).
+
+    The paper's head ends in Dense(2, softmax): its logits are computed from the Dense layer's input with its
+    own kernel and bias. Any other last layer (no softmax) gives its output as the score."""
     import keras
+
+    last = net.layers[-1]
+    maps = net.get_layer(layer).output
+    if isinstance(last, keras.layers.Dense) and last.get_config().get("activation") == "softmax":
+        probe = keras.Model(net.input, [maps, last.input])
+
+        def scores(x):
+            conv, hidden = probe(x, training=False)
+            logits = keras.ops.matmul(hidden, last.kernel)
+            return conv, logits + last.bias if last.use_bias else logits
+
+        return scores
+    probe = keras.Model(net.input, [maps, net.output])
+    return lambda x: probe(x, training=False)
+
+
+def gradcam(net, images: np.ndarray, layer: str, class_index: np.ndarray | int = 1, batch: int = 16) -> np.ndarray:
+    """Grad-CAM maps (n, h, w) of `layer` for each image's `class_index` (scalar or per image), >= 0.
+
+    Gradients are those of the class logit (before the softmax), so a confident prediction keeps its map."""
     import tensorflow as tf
 
-    probe = keras.Model(net.input, [net.get_layer(layer).output, net.output])
+    scores = _class_score_model(net, layer)
     cls = np.broadcast_to(np.asarray(class_index), (len(images),))
     maps = []
     for start in range(0, len(images), batch):
         x = tf.convert_to_tensor(images[start : start + batch])
         with tf.GradientTape() as tape:
-            conv, out = probe(x, training=False)
+            conv, out = scores(x)
             score = tf.gather(out, cls[start : start + batch], axis=1, batch_dims=1)
         grads = tape.gradient(score, conv)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
@@ -49,9 +78,36 @@ def gradcam(net, images: np.ndarray, layer: str, class_index: np.ndarray | int =
     return np.concatenate(maps) if maps else np.zeros((0, 1, 1), np.float32)
 
 
+def on_tile_grid(maps: np.ndarray) -> np.ndarray:
+    """Maps (..., h, h) expanded by nearest neighbour to a side that is a multiple of the 4 tiles.
+
+    The new side is the least common multiple of h and 4, so every new pixel lies inside one map cell and one
+    tile: a cell that straddles a tile border (10x10 or 22x22 maps) is split between the tiles in proportion to
+    its area in each. Maps whose side is already a multiple of 4 are returned as they are."""
+    maps = np.asarray(maps, np.float32)
+    h, w = maps.shape[-2:]
+    if h != w:
+        raise ValueError(f"square maps expected, got {h}x{w}")
+    if h % TILES == 0:
+        return maps
+    rep = math.lcm(h, TILES) // h
+    return np.repeat(np.repeat(maps, rep, axis=-2), rep, axis=-1)
+
+
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear upsampling of (n, h, w) maps to (n, size, size), cell centres aligned with the image."""
-    return np.stack([resize_tile(m, size) for m in np.asarray(maps, np.float32)])
+    """(n, h, w) maps to (n, size, size), tile by tile: cut into the 4x4 tiles first (see on_tile_grid), then
+    each tile resized bilinearly on its own, so nothing crosses a tile border (= a slice boundary)."""
+    if size % TILES:
+        raise ValueError(f"mosaic size {size} is not a multiple of {TILES}")
+    grid_maps = on_tile_grid(maps)
+    t_in, t_out = grid_maps.shape[-1] // TILES, size // TILES
+    out = np.empty((len(grid_maps), size, size), np.float32)
+    for i, m in enumerate(grid_maps):
+        for r in range(TILES):
+            for c in range(TILES):
+                tile = m[r * t_in : (r + 1) * t_in, c * t_in : (c + 1) * t_in]
+                out[i, r * t_out : (r + 1) * t_out, c * t_out : (c + 1) * t_out] = resize_tile(tile, t_out)
+    return out
 
 
 def normalize(maps: np.ndarray) -> np.ndarray:
@@ -61,8 +117,12 @@ def normalize(maps: np.ndarray) -> np.ndarray:
 
 
 def to_volume(mosaic_maps: np.ndarray, crop_grid: Grid, mni_grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Three (S, S) mosaic maps -> the cropped volume and the same on the MNI grid."""
-    crop_vol = mosaics_to_volume(mosaic_maps, tuple(crop_grid.shape[:2]))
+    """Three (h, h) mosaic maps -> the cropped volume and the same on the MNI grid.
+
+    Any map side works: a Grad-CAM map at its own resolution (4x4, 10x10, 22x22 ...) or a map already
+    upsampled to the mosaic. The maps are cut into their tiles first (see on_tile_grid), each tile resized to
+    its slice."""
+    crop_vol = mosaics_to_volume(on_tile_grid(mosaic_maps), tuple(crop_grid.shape[:2]))
     return crop_vol, uncrop(crop_vol, mni_grid, crop_grid)
 
 
@@ -117,6 +177,50 @@ def altered_mask(truth_json: str | os.PathLike, crop_grid: Grid) -> tuple[np.nda
     return crop(t.region_mask(prefixes), t.grid, crop_grid), prefixes
 
 
+def truth_scores(volume: np.ndarray, ranked_regions: list[str], truth_json: str | os.PathLike, crop_grid: Grid) -> dict:
+    """One scoring for every explanation (Grad-CAM, occlusion, ROI coefficients): the map's mass inside the
+    generator's altered regions against chance (negative values count as 0; NaN voxels as unmeasured), and how
+    many of its ten first-ranked regions the generator altered."""
+    from adtransfer.templates import MNI_2MM, load_templates
+
+    mask, prefixes = altered_mask(truth_json, crop_grid)
+    brain = crop(load_templates().brain_mask, MNI_2MM, crop_grid)
+    values = np.nan_to_num(np.asarray(volume, np.float64), nan=0.0)
+    return {**mass_ratio(values, mask, brain), "top_regions": top_regions_hit(ranked_regions, prefixes)}
+
+
+def load_test_mosaics(
+    cache: str | os.PathLike, predictions: str | os.PathLike
+) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """The AD and NC test subjects of a prediction table (sorted by id), their mosaics (n, 3, S, S) as float32
+    and the cache's attributes."""
+    from adtransfer.evaluate import read_predictions, subset
+
+    test = subset(read_predictions(predictions), "test", classify=True).sort_values("subject_id")
+    with h5py.File(cache, "r") as h5:
+        index = {s: i for i, s in enumerate(h5["subject_id"].asstr()[()])}
+        missing = [s for s in test["subject_id"] if s not in index]
+        if missing:
+            raise InputError(f"{cache}: test subjects of {predictions} missing from the cache: {missing[:5]}")
+        rows = np.array([index[s] for s in test["subject_id"]], dtype=np.int64)
+        order = np.argsort(rows)  # h5py fancy indexing wants increasing rows
+        mosaics = np.empty((len(rows), *h5["mosaics"].shape[1:]), np.float32)
+        mosaics[order] = h5["mosaics"][rows[order]]
+        attrs = dict(h5.attrs)
+    return test, mosaics, attrs
+
+
+def class_volumes(maps: np.ndarray, labels: np.ndarray, crop_grid: Grid) -> dict[str, np.ndarray]:
+    """Mean normalized map per class (n, 3, h, w) -> {"AD"|"NC": volume on the crop}."""
+    from adtransfer.templates import MNI_2MM
+
+    return {
+        name: to_volume(maps[labels == cls].mean(axis=0), crop_grid, MNI_2MM)[0]
+        for cls, name in ((1, "AD"), (0, "NC"))
+        if (labels == cls).any()
+    }
+
+
 def run_gradcam(
     model_dir: str | os.PathLike,
     cache: str | os.PathLike,
@@ -128,77 +232,82 @@ def run_gradcam(
     truth_json: str | os.PathLike | None = None,
     n_examples: int = 2,
     threads: int = 2,
+    score_layers: list[str] | tuple[str, ...] = (),
 ) -> dict:
     """Grad-CAM of every AD and NC test subject (each for its true class): example overlays, mean maps per
-    class on the mosaics and in 3D (NIfTI on the MNI grid), a region table, and the ground-truth check."""
-    from adtransfer.evaluate import read_predictions, subset
+    class on the mosaics and in 3D (NIfTI on the MNI grid), a region table, and the ground-truth check of
+    `layer` and of every layer in `score_layers` (scores only: the figures and maps are `layer`'s)."""
     from adtransfer.figures import overlay_rows
     from adtransfer.io import save_nifti
     from adtransfer.predict import load_trained
-    from adtransfer.templates import MNI_2MM, load_templates
+    from adtransfer.templates import MNI_2MM
 
     net, settings = load_trained(model_dir, threads)
-    try:
-        net.get_layer(layer)
-    except ValueError:
-        raise InputError(f"{model_dir}: no layer {layer!r} for Grad-CAM (explain.gradcam_layer)") from None
-    test = subset(read_predictions(predictions), "test", classify=True).sort_values("subject_id")
-    with h5py.File(cache, "r") as h5:
-        index = {s: i for i, s in enumerate(h5["subject_id"].asstr()[()])}
-        rows = np.array([index[s] for s in test["subject_id"]])
-        order = np.argsort(rows)  # h5py fancy indexing wants increasing rows
-        mosaics = np.empty((len(rows), *h5["mosaics"].shape[1:]), np.float32)
-        mosaics[order] = h5["mosaics"][rows[order]]
-        attrs = dict(h5.attrs)
+    layers = [layer] + [name for name in score_layers if name != layer]
+    for name in layers:
+        try:
+            net.get_layer(name)
+        except ValueError:
+            raise InputError(
+                f"{model_dir}: no layer {name!r} for Grad-CAM (explain.gradcam_layer / gradcam_score_layers)"
+            ) from None
+    test, mosaics, attrs = load_test_mosaics(cache, predictions)
     n, k, size, _ = mosaics.shape
     labels = test["target"].to_numpy(int)
     x = scale(mosaics.reshape(-1, size, size, 1), settings["intensity_range"])
-    raw = gradcam(net, x, layer, class_index=np.repeat(labels, k))
-    map_size = raw.shape[1]
-    maps = normalize(upsample(raw, size)).reshape(n, k, size, size)
-
     crop_grid = crop_grid_of(attrs)
     out = Path(out_dir)
     summary: dict = {
         "layer": layer,
-        "map_size": [int(raw.shape[1]), int(raw.shape[2])],
         "mosaic_size": size,
         "n_test": {"AD": int(labels.sum()), "NC": int((labels == 0).sum())},
     }
-    tables, volumes = [], {}
-    for cls, name in ((1, "AD"), (0, "NC")):
-        if not (labels == cls).any():
-            continue
-        crop_vol, mni_vol = to_volume(maps[labels == cls].mean(axis=0), crop_grid, MNI_2MM)
-        volumes[name] = crop_vol
+    summary["layers"] = {}
+    for name in layers:
+        raw = gradcam(net, x, name, class_index=np.repeat(labels, k))
+        map_size = int(raw.shape[1])
+        maps = normalize(raw).reshape(n, k, map_size, map_size)
+        volumes = class_volumes(maps, labels, crop_grid)
+        entry = {"map_size": [map_size, map_size], "straddles_tiles": bool(map_size % TILES)}
+        if name == layer:
+            summary.update(entry)
+            main_maps, main_volumes = maps, volumes
+        if truth_json and "AD" in volumes:
+            ranked = region_table(volumes["AD"], crop_grid, "gradcam_AD")["region"].tolist()
+            entry["ground_truth"] = truth_scores(volumes["AD"], ranked, truth_json, crop_grid)
+        summary["layers"][name] = entry
+
+    tables = []
+    for name, crop_vol in main_volumes.items():
+        mni_vol = uncrop(crop_vol, MNI_2MM, crop_grid)
         save_nifti(nib.Nifti1Image(mni_vol.astype(np.float32), MNI_2MM.affine), out / f"gradcam_{name}.nii.gz")
         tables.append(region_table(crop_vol, crop_grid, f"gradcam_{name}").set_index(["region", "voxels"]))
     regions = pd.concat(tables, axis=1).reset_index()
     regions = regions.sort_values(regions.columns[2], ascending=False, kind="stable")
     with atomic_output(out / "gradcam_regions.tsv") as tmp:
         regions.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
-    if truth_json and "AD" in volumes:
-        mask, prefixes = altered_mask(truth_json, crop_grid)
-        brain = crop(load_templates().brain_mask, MNI_2MM, crop_grid)
-        summary["ground_truth"] = {
-            **mass_ratio(volumes["AD"], mask, brain),
-            "top_regions": top_regions_hit(regions["region"].tolist(), prefixes),
-        }
+    if "ground_truth" in summary["layers"][layer]:
+        summary["ground_truth"] = summary["layers"][layer]["ground_truth"]
     write_text(out / "gradcam_summary.json", json.dumps(summary, indent=2) + "\n")
 
-    # figures: example subjects of each class (first ids, deterministic), then the class means
+    # figures: example subjects of each class (first ids, deterministic), then the class means; maps shown
+    # tile by tile at the mosaic's size
+    map_size = summary["map_size"][0]
+    shown = upsample(main_maps.reshape(-1, map_size, map_size), size).reshape(n, k, size, size)
     examples = []
     for cls, name in ((1, "AD"), (0, "NC")):
         for i in np.flatnonzero(labels == cls)[:n_examples]:
             p = float(test["ensemble"].iloc[i])
-            examples.append((f"{test['subject_id'].iloc[i]} {name} P(AD)={p:.2f}", list(mosaics[i]), list(maps[i])))
-    what = f"Grad-CAM, layer {layer} ({map_size}x{raw.shape[2]} map on {size} px mosaics)"
+            examples.append((f"{test['subject_id'].iloc[i]} {name} P(AD)={p:.2f}", list(mosaics[i]), list(shown[i])))
+    what = f"Grad-CAM, layer {layer} ({map_size}x{map_size} map on {size} px mosaics)"
+    if map_size % TILES:
+        what += ", cells straddling tiles split by area"
     overlay_rows(examples, examples_png, f"{what}: test examples", vmin=0, vmax=1, cbar_label="Grad-CAM")
     means = [
         (
             f"mean {name} (n={int((labels == cls).sum())})",
             list(mosaics[labels == cls].mean(axis=0)),
-            list(maps[labels == cls].mean(axis=0)),
+            list(shown[labels == cls].mean(axis=0)),
         )
         for cls, name in ((1, "AD"), (0, "NC"))
         if (labels == cls).any()

@@ -206,3 +206,31 @@ def brain_map_figure(
     overlay_rows(
         [("", list(bg), list(masked))], path, title, cmap=cmap, vmin=vmin, vmax=vmax, cbar_label=cbar_label, dpi=dpi
     )
+
+
+def explanation_panels(
+    panels: Sequence[tuple[str, np.ndarray]],
+    background: np.ndarray,
+    path: str | os.PathLike,
+    title: str,
+    dpi: int = 120,
+) -> None:
+    """Several maps on the 95x95x48 crop, a row each (the three full-resolution mosaics over `background`), each
+    map's positive part scaled to its own maximum so that methods with different units read side by side."""
+    size = background.shape[0] * 4
+    bg = make_mosaics(background, size)
+    fig, axes = plt.subplots(len(panels), 3, figsize=(9, 3.2 * len(panels)), squeeze=False)
+    mappable = None
+    for ax_row, (label, volume) in zip(axes, panels, strict=True):
+        values = np.clip(np.nan_to_num(np.asarray(volume, np.float32), nan=0.0), 0, None)
+        peak = float(values.max())
+        maps = make_mosaics(values / peak if peak > 0 else values, size)
+        for j, ax in enumerate(ax_row):
+            ax.axis("off")
+            ax.imshow(bg[j], cmap="gray")
+            mappable = ax.imshow(np.ma.masked_where(maps[j] <= 1e-3, maps[j]), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            ax.set_title(f"set {j + 1}", fontsize=7)
+        ax_row[0].text(0, -0.12, label, transform=ax_row[0].transAxes, fontsize=9, va="bottom")
+    fig.colorbar(mappable, ax=axes, shrink=0.6, label="each map / its maximum")
+    fig.suptitle(title, fontsize=10)
+    save(fig, path, dpi)

@@ -606,32 +606,115 @@ def tsne(
     figures.tsne_figure(feats, np.asarray(diagnosis), np.asarray(split), path, title, seed, perplexity, dpi)
 
 
+def _truth_columns(truth: dict) -> dict:
+    top = truth.get("top_regions", truth)
+    return {
+        "mass in altered regions / chance": truth.get("ratio"),
+        "altered among top 10 regions": top.get("hits"),
+        "top regions": ", ".join(top.get("regions", [])[:5]),
+    }
+
+
+def _map_text(map_size: int, mosaic_size: int | None) -> str:
+    text = f"{map_size}x{map_size} map" + (f" on {mosaic_size} px" if mosaic_size else "")
+    if map_size % 4:
+        text += ", cells straddle tiles (split by area)"
+    return text
+
+
 def explanation_table(results_dir: str | os.PathLike, sizes: list[int]) -> pd.DataFrame:
-    """Grad-CAM of each CNN classifier beside each ROI baseline's coefficients: what each model looks at, and on
-    a synthetic cohort how much of it falls on the regions the generator altered."""
+    """Every explanation of every model, scored the same way against a synthetic cohort's ground truth: Grad-CAM
+    of each CNN classifier per scored layer, its region occlusion, and each ROI baseline's coefficients. "mass in
+    altered regions / chance" is the map's share inside the altered regions over their share of the brain (1 =
+    chance); "altered among top 10 regions" counts the altered regions among the ten ranked first."""
     res = Results(results_dir, sizes)
     rows = []
     for m in res.models:
+        folder = res.root / "explain" / m.name
+        base = {"model": m.label, "task": m.task}
         if m.kind == "cnn" and m.classify:
-            s = json.loads((res.root / "explain" / m.name / "gradcam_summary.json").read_text())
-            what = f"Grad-CAM {s['layer']} ({s['map_size'][0]}x{s['map_size'][1]} map)"
-            truth = s.get("ground_truth", {})
-            top = truth.get("top_regions", {})
-            ratio = truth.get("ratio")
-        elif m.kind == "roi":
-            s = json.loads((res.root / "explain" / m.name / "explain_summary.json").read_text())
-            what = "standardized coefficients"
-            top, ratio = s.get("ground_truth", {}), None
-        else:
-            continue
-        rows.append(
-            {
-                "model": m.label,
-                "task": m.task,
-                "explanation": what,
-                "mass in altered regions / chance": ratio,
-                "altered among top 10 regions": top.get("hits"),
-                "top regions": ", ".join(top.get("regions", [])[:5]),
+            s = json.loads((folder / "gradcam_summary.json").read_text())
+            layers = s.get("layers") or {
+                s["layer"]: {"map_size": s["map_size"], "ground_truth": s.get("ground_truth", {})}
             }
-        )
+            for layer, entry in layers.items():
+                main = " (figures)" if layer == s["layer"] and len(layers) > 1 else ""
+                rows.append(
+                    {
+                        **base,
+                        "explanation": f"Grad-CAM {layer}{main}",
+                        "resolution": _map_text(entry["map_size"][0], s.get("mosaic_size")),
+                        **_truth_columns(entry.get("ground_truth", {})),
+                    }
+                )
+            occlusion = folder / "occlusion_summary.json"
+            if occlusion.exists():
+                o = json.loads(occlusion.read_text())
+                rows.append(
+                    {
+                        **base,
+                        "explanation": "region occlusion (drop in P(AD))",
+                        "resolution": f"AAL3 regions, {o['regions']['measured']} in the crop, "
+                        f"{o['n_test'].get('AD', 0)} AD test subjects",
+                        **_truth_columns(o.get("ground_truth", {})),
+                    }
+                )
+        elif m.kind == "roi":
+            s = json.loads((folder / "explain_summary.json").read_text())
+            rows.append(
+                {
+                    **base,
+                    "explanation": "standardized coefficients",
+                    "resolution": f"AAL3 regions, {s.get('n_regions', '')} in the crop",
+                    **_truth_columns(s.get("ground_truth", {})),
+                }
+            )
     return pd.DataFrame(rows)
+
+
+def matching_baseline(res: Results, m: Model) -> Model:
+    """The ROI baseline trained on the same subjects as a CNN."""
+    return next(
+        b for b in res.models if b.kind == "roi" and (b.role, b.task, b.set_column) == (m.role, m.task, m.set_column)
+    )
+
+
+def explanation_figure(
+    results_dir: str | os.PathLike,
+    sizes: list[int],
+    model: str,
+    cache: str | os.PathLike,
+    path: str | os.PathLike,
+    dpi: int = 120,
+) -> None:
+    """Grad-CAM (mean AD map), region occlusion and the matching ROI baseline's coefficients of one model, side
+    by side on the grey-matter template, each map in the direction of AD and scaled to its own maximum."""
+    import nibabel as nib
+
+    from adtransfer.explain import crop_grid_of
+    from adtransfer.grid import crop
+    from adtransfer.templates import MNI_2MM, load_templates
+
+    res = Results(results_dir, sizes)
+    m = next(x for x in res.models if x.name == model)
+    roi = matching_baseline(res, m)
+    with h5py.File(cache, "r") as h5:
+        crop_grid = crop_grid_of(dict(h5.attrs))
+
+    def volume(path: Path) -> np.ndarray:
+        return crop(np.asarray(nib.load(str(path)).dataobj, np.float32), MNI_2MM, crop_grid)
+
+    folder = res.root / "explain"
+    g = json.loads((folder / m.name / "gradcam_summary.json").read_text())
+    o = json.loads((folder / m.name / "occlusion_summary.json").read_text())
+    size = g["map_size"][0]
+    panels = [
+        (f"Grad-CAM {g['layer']} ({size}x{size}), mean AD test map", volume(folder / m.name / "gradcam_AD.nii.gz")),
+        (
+            f"region occlusion: drop in P(AD), {o['n_test'].get('AD', 0)} AD test subjects",
+            volume(folder / m.name / "occlusion_AD.nii.gz"),
+        ),
+        (f"{roi.label}: -coefficient (lower uptake -> AD)", -volume(folder / roi.name / "coefficients.nii.gz")),
+    ]
+    gm = crop(load_templates().gm, MNI_2MM, crop_grid)
+    figures.explanation_panels(panels, gm, path, f"What {m.label} looks at, three ways", dpi)

@@ -210,6 +210,13 @@ def cohort_of(model):
     return ROLE_COHORT[MODELS[model].role]
 
 
+def matching_baseline(model):
+    """The ROI baseline trained on the same subjects as a CNN (catalog: same role, task and split column)."""
+    m = MODELS[model]
+    same = (m.role, m.task, m.set_column)
+    return next(b.name for b in MODELS.values() if b.kind == "roi" and (b.role, b.task, b.set_column) == same)
+
+
 def truth_of(model):
     """The generator's ground truth for a synthetic cohort (Grad-CAM and baseline checks); [] for real data."""
     cohort = cohort_of(model)
@@ -253,6 +260,8 @@ def all_results():
     out += expand("results/figures/roc_{role}.png", role=["fdg", "ecd"])
     out += expand("results/figures/tsne/{model}.png", model=CNN_CLASSIFIERS)
     out += expand("results/explain/{model}/gradcam_summary.json", model=CNN_CLASSIFIERS)
+    out += expand("results/explain/{model}/occlusion_summary.json", model=CNN_CLASSIFIERS)
+    out += expand("results/figures/explain/{model}.png", model=CNN_CLASSIFIERS)
     out += expand("results/explain/{model}/explain_summary.json", model=BASELINES)
     out += ["results/tables/explanations.tsv"]
     return out

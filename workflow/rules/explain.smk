@@ -1,6 +1,9 @@
 # Stage 7: explanations. Grad-CAM of each CNN classifier on its test subjects, in 2D and back in 3D on the MNI
-# grid [gpu=1]; t-SNE of the FC features; the ROI baselines' coefficient maps. On synthetic cohorts each is
-# checked against the generator's altered regions.
+# grid [gpu=1]; region occlusion of each CNN classifier (AAL3 region -> NC training mean, drop in P(AD)) [gpu=1];
+# t-SNE of the FC features; the ROI baselines' coefficient maps; the three side by side per CNN. On synthetic
+# cohorts each is scored against the generator's altered regions the same way.
+
+import shlex
 
 
 rule gradcam:
@@ -32,10 +35,11 @@ rule gradcam:
         model=r"(fdg|ecd)/[A-Za-z0-9_]+",
     params:
         layer=EXPLAIN.get("gradcam_layer", "mixed10"),
+        score_layers=",".join(EXPLAIN.get("gradcam_score_layers", [])),
         examples=EXPLAIN.get("gradcam_examples", 2),
         model_dir=lambda wc, input: os.path.dirname(input.model),
         out_dir=lambda wc, output: os.path.dirname(output.summary),
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
     threads: TRAIN_THREADS
     resources:
         gpu=1,
@@ -48,10 +52,85 @@ rule gradcam:
     benchmark:
         "results/benchmarks/gradcam/{model}.tsv"
     shell:
-        "python -m adtransfer gradcam --model-dir {params.model_dir} --cache {input.cache}"
-        " --predictions {input.predictions} --layer {params.layer} --out-dir {params.out_dir}"
-        " --examples-png {output.examples} --means-png {output.means} --examples {params.examples}"
-        " {params.truth} --threads {threads} --log {log}"
+        "python -m adtransfer gradcam --model-dir {params.model_dir:q} --cache {input.cache:q}"
+        " --predictions {input.predictions:q} --layer {params.layer:q} --out-dir {params.out_dir:q}"
+        " --examples-png {output.examples:q} --means-png {output.means:q} --examples {params.examples}"
+        " --score-layers={params.score_layers:q} {params.truth} --threads {threads} --log {log:q}"
+
+
+rule occlusion:
+    input:
+        model="results/models/{model}/model.keras",
+        metrics="results/models/{model}/metrics.json",
+        cache=lambda wc: f"results/cache/{cohort_of(wc.model)}.h5",
+        splits=lambda wc: f"results/splits/{cohort_of(wc.model)}.tsv",
+        nii=lambda wc: expand("results/preproc/{c}/{s}.nii.gz", c=cohort_of(wc.model), s=subjects(cohort_of(wc.model))),
+        sidecars=lambda wc: expand("results/preproc/{c}/{s}.json", c=cohort_of(wc.model), s=subjects(cohort_of(wc.model))),
+        truth=lambda wc: truth_of(wc.model),
+    output:
+        summary="results/explain/{model}/occlusion_summary.json",
+        regions="results/explain/{model}/occlusion_regions.tsv",
+        nifti="results/explain/{model}/occlusion_AD.nii.gz",
+        png=report(
+            "results/figures/occlusion/{model}.png",
+            caption="../report/occlusion.rst",
+            category="4. Explanation",
+            subcategory="Region occlusion",
+            labels={"model": "{model}"},
+        ),
+    wildcard_constraints:
+        model=r"(fdg|ecd)/[A-Za-z0-9_]+",
+    params:
+        set=lambda wc: MODELS[wc.model].set_column,
+        classes=",".join(EXPLAIN.get("occlusion_classes", ["AD"])),
+        model_dir=lambda wc, input: os.path.dirname(input.model),
+        preproc_dir=lambda wc, input: os.path.dirname(input.nii[0]),
+        out_dir=lambda wc, output: os.path.dirname(output.summary),
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
+    threads: TRAIN_THREADS
+    resources:
+        gpu=1,
+        mem_mb=6000,
+        runtime=120,
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "results/logs/occlusion/{model}.log",
+    benchmark:
+        "results/benchmarks/occlusion/{model}.tsv"
+    shell:
+        "python -m adtransfer occlusion --model-dir {params.model_dir:q} --cache {input.cache:q}"
+        " --splits {input.splits:q} --set {params.set:q} --preproc-dir {params.preproc_dir:q}"
+        " --out-dir {params.out_dir:q} --png {output.png:q} --classes {params.classes:q} {params.truth}"
+        " --threads {threads} --log {log:q}"
+
+
+rule explain_figure:
+    input:
+        gradcam="results/explain/{model}/gradcam_summary.json",
+        occlusion="results/explain/{model}/occlusion_summary.json",
+        baseline=lambda wc: f"results/explain/{matching_baseline(wc.model)}/explain_summary.json",
+        cache=lambda wc: f"results/cache/{cohort_of(wc.model)}.h5",
+    output:
+        report(
+            "results/figures/explain/{model}.png",
+            caption="../report/explain_side_by_side.rst",
+            category="4. Explanation",
+            subcategory="Side by side",
+            labels={"model": "{model}"},
+        ),
+    wildcard_constraints:
+        model=r"(fdg|ecd)/[A-Za-z0-9_]+",
+    params:
+        sizes=SIZES_ARG,
+        dpi=FIGURE_DPI,
+    conda:
+        "../../envs/report.yaml"
+    log:
+        "results/logs/figures/explain/{model}.log",
+    shell:
+        "python -m adtransfer explain-figure --results results --sizes {params.sizes:q} --model {wildcards.model:q}"
+        " --cache {input.cache:q} --dpi {params.dpi} --out {output:q} --log {log:q}"
 
 
 rule tsne:
@@ -97,7 +176,7 @@ rule explain_baseline:
         ),
     params:
         out_dir=lambda wc, output: os.path.dirname(output.summary),
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
     conda:
         "../../envs/report.yaml"
     log:

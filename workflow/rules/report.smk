@@ -146,6 +146,7 @@ rule figure_learning_curves:
 rule explanations_table:
     input:
         expand("results/explain/{model}/gradcam_summary.json", model=CNN_CLASSIFIERS),
+        expand("results/explain/{model}/occlusion_summary.json", model=CNN_CLASSIFIERS),
         expand("results/explain/{model}/explain_summary.json", model=BASELINES),
     output:
         tsv=report(
