@@ -267,7 +267,9 @@ def model_card(m: dict) -> str:
         *limits,
         "",
         f"model.keras sha256 `{m['model_file']['sha256']}`; trained on cache sha256 `{m['cache']['sha256']}`; "
-        f"adtransfer {m['versions']['adtransfer']}, TensorFlow {m['versions'].get('tensorflow')}.",
+        f"adtransfer {m['versions']['adtransfer']}"
+        + (f", TensorFlow {m['versions']['tensorflow']}" if m["versions"].get("tensorflow") else "")
+        + ".",
         "",
     ]
     return "\n".join(lines)
