@@ -59,6 +59,7 @@ def manifest_for(size: int, model_sha: str, layer: str) -> dict:
         "versions": {},
         "synthetic_data": True,
     }
+    manifest = json.loads(json.dumps(manifest))  # tuples -> lists, as read from the file
     validate_manifest(manifest, "bench manifest")
     return manifest
 

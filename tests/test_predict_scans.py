@@ -357,3 +357,19 @@ def test_a_changed_setting_in_the_manifest_changes_the_output(trained_classifier
         changed = predict_scans([str(table)], folder, tmp_path / f"out_{name}", with_gradcam=False)
         diff = np.abs(changed["p_ad"].to_numpy() - base["p_ad"].to_numpy()).max()
         assert diff > 1e-5, name
+
+
+@pytest.mark.slow
+def test_a_scan_failing_preprocessing_is_reported_others_predicted(trained_classifier, tiny_cache, tmp_path):
+    from adtransfer.predict_scans import predict_scans
+
+    off_grid = np.zeros((91, 109, 91), np.float32)
+    off_grid[:10, :10, :10] = 1.0  # valid NIfTI, but no signal where the MNI brain is: not in MNI space
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-90.0, -126.0, -72.0]
+    nib.save(nib.Nifti1Image(off_grid, affine), str(tmp_path / "off-grid.nii.gz"))
+    good = cohort_table(tiny_cache).parent / pd.read_csv(cohort_table(tiny_cache), sep="\t")["path"].iloc[0]
+    with pytest.raises(InputError, match=r"1 of 2 scan\(s\) failed:\n.*off-grid.nii.gz.*empty brain"):
+        predict_scans([str(tmp_path / "off-grid.nii.gz"), str(good)], trained_classifier[0], tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "predictions.tsv", sep="\t")
+    assert table["subject_id"].tolist() == [Path(good).name.split(".")[0]]

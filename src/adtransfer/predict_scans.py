@@ -350,12 +350,17 @@ def predict_scans(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows, n = [], len(scans)
+    rows, failed, n = [], [], len(scans)
     context = {"warnings": list(dict.fromkeys(warnings))}
     t0 = time.perf_counter()
     for i, scan in enumerate(scans, 1):
         t_scan = time.perf_counter()
-        result = predict_scan(scan, model, mmse, out, with_gradcam, context)
+        try:
+            result = predict_scan(scan, model, mmse, out, with_gradcam, context)
+        except InputError as exc:  # e.g. an empty brain after resampling: report it, go on with the others
+            failed.append(str(exc))
+            print(f"[{i}/{n}] {scan.subject_id}: FAILED: {exc}", file=sys.stderr, flush=True)
+            continue
         rows.append(table_row(result))
         val = result["class"]["validation_youden"]
         mmse_text = f", MMSE {result['mmse']['ensemble']:.1f}" if result["mmse"] else ""
@@ -367,14 +372,19 @@ def predict_scans(
             flush=True,
         )
     table = pd.DataFrame(rows)
-    with atomic_output(out / "predictions.tsv") as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    n_ad = int((table["class_0.5"] == "AD").sum())
-    n_ad_val = int((table["class_validation"] == "AD").sum())
-    print(
-        f"predicted {n} scan(s) with {model.name} in {time.perf_counter() - t0:.1f} s: AD {n_ad} / NC {n - n_ad} "
-        f"at 0.5, AD {n_ad_val} / NC {n - n_ad_val} at the validation threshold; -> {out / 'predictions.tsv'}",
-        file=sys.stderr,
-        flush=True,
-    )
+    done = len(rows)
+    if done:
+        with atomic_output(out / "predictions.tsv") as tmp:
+            table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        n_ad = int((table["class_0.5"] == "AD").sum())
+        n_ad_val = int((table["class_validation"] == "AD").sum())
+        print(
+            f"predicted {done} scan(s) with {model.name} in {time.perf_counter() - t0:.1f} s: AD {n_ad} / NC "
+            f"{done - n_ad} at 0.5, AD {n_ad_val} / NC {done - n_ad_val} at the validation threshold"
+            f"{f'; {len(failed)} failed' if failed else ''}; -> {out / 'predictions.tsv'}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if failed:
+        raise InputError(f"{len(failed)} of {n} scan(s) failed:\n" + "\n".join(failed))
     return table
