@@ -373,3 +373,20 @@ def test_a_scan_failing_preprocessing_is_reported_others_predicted(trained_class
         predict_scans([str(tmp_path / "off-grid.nii.gz"), str(good)], trained_classifier[0], tmp_path / "out")
     table = pd.read_csv(tmp_path / "out" / "predictions.tsv", sep="\t")
     assert table["subject_id"].tolist() == [Path(good).name.split(".")[0]]
+
+
+@pytest.mark.slow
+def test_compiled_gradcam_gives_explains_maps():
+    from adtransfer.train import configure_tensorflow
+
+    configure_tensorflow(0, 2)
+    from adtransfer.explain import gradcam
+    from adtransfer.model import add_head, build_backbone
+    from adtransfer.predict_scans import GradCam
+
+    net = add_head(build_backbone(76, "random"), "classify", 8)
+    x = np.random.default_rng(0).normal(size=(3, 76, 76, 1)).astype(np.float32)
+    expected = gradcam(net, x, "mixed7", class_index=1)
+    maps = GradCam(net, "mixed7")(x)
+    assert maps.shape == expected.shape and expected.max() > 0
+    np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-6 * float(expected.max()))

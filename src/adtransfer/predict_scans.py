@@ -212,17 +212,49 @@ def preprocess_scan(scan: Scan, params: PreprocParams) -> np.ndarray:
             raise InputError(text if scan.path in text else f"{scan.who}: {text}") from None
 
 
+class GradCam:
+    """adtransfer.explain.gradcam of the AD output, with the probe model built and traced once per command.
+
+    The same maps (tests compare them); explain.gradcam builds its probe and runs eagerly on every call, which
+    costs several times the prediction itself when a command predicts scan after scan.
+    """
+
+    def __init__(self, net, layer: str):
+        import keras
+        import tensorflow as tf
+
+        probe = keras.Model(net.input, [net.get_layer(layer).output, net.output])
+
+        @tf.function(reduce_retracing=True)
+        def maps(x):
+            with tf.GradientTape() as tape:
+                conv, out = probe(x, training=False)
+                score = out[:, 1]
+            grads = tape.gradient(score, conv)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            return tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))
+
+        self._maps = maps
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        return self._maps(tf.constant(x, tf.float32)).numpy()
+
+
 def gradcam_outputs(bundle: Bundle, scan: Scan, mosaics: np.ndarray, x: np.ndarray, p_ad: float, out: Path) -> dict:
     """Grad-CAM of the AD output on the three mosaics (PNG) and back in 3D on the MNI grid (NIfTI)."""
     import nibabel as nib
 
-    from adtransfer.explain import gradcam, normalize, to_volume, upsample
+    from adtransfer.explain import normalize, to_volume, upsample
     from adtransfer.figures import overlay_rows
     from adtransfer.io import save_nifti
     from adtransfer.templates import MNI_2MM
 
     layer = bundle.manifest["gradcam_layer"]
-    raw = gradcam(bundle.net, x, layer, class_index=1)
+    if "gradcam" not in bundle.extras:
+        bundle.extras["gradcam"] = GradCam(bundle.net, layer)
+    raw = bundle.extras["gradcam"](x)
     size = mosaics.shape[-1]
     maps = normalize(upsample(raw, size))
     _, mni_vol = to_volume(maps, bundle.params.crop_grid, MNI_2MM)
