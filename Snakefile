@@ -22,6 +22,7 @@ include: "workflow/rules/cache.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/bundle.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/report.smk"
 

@@ -176,11 +176,49 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.info("trained %s: %s", args.out, json.dumps(shown))
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
+def cmd_predict_cohort(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.predict import predict_cohort
 
     predict_cohort(args.model_dir, args.cache, args.splits, args.set, args.out, args.features, threads=args.threads)
+
+
+def cmd_bundle(args: argparse.Namespace) -> None:
+    from adtransfer.bundle import build_manifest, write_bundle
+
+    manifest = build_manifest(
+        args.model_dir,
+        args.name,
+        args.test_metrics,
+        args.cache,
+        args.splits,
+        args.preproc_sidecar,
+        parent=args.parent,
+        gradcam_layer=args.gradcam_layer,
+        synthetic=args.synthetic,
+    )
+    write_bundle(manifest, args.model_dir)
+    log.info("model bundle %s: manifest.json and MODEL_CARD.md", args.model_dir)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from adtransfer.predict_scans import predict_scans
+
+    predict_scans(
+        args.inputs,
+        args.model,
+        args.out,
+        mmse_dir=args.mmse_model,
+        modality=args.modality,
+        space=args.space,
+        allow_modality_mismatch=args.allow_modality_mismatch,
+        allow_space_mismatch=args.allow_space_mismatch,
+        with_gradcam=not args.no_gradcam,
+        threads=args.threads,
+    )
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:
@@ -450,7 +488,40 @@ def build_parser() -> argparse.ArgumentParser:
         "help": "the FDG pre-training sizes of the grid, comma-separated",
     }
 
-    p = add("predict", cmd_predict, "Predict every subject of a cohort with one trained CNN (TensorFlow).")
+    p = add(
+        "predict",
+        cmd_predict,
+        "Apply a trained model bundle to new scans: P(AD), class, MMSE, Grad-CAM per scan (TensorFlow).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="SCAN|TABLE", help="NIfTI scans, participants tables or BIDS roots")
+    p.add_argument("--model", required=True, help="classification model folder (model.keras + manifest.json)")
+    p.add_argument("--mmse-model", help="MMSE regression model folder, for an MMSE estimate")
+    p.add_argument("--modality", type=_modality, help="modality of the scans (fdg or ecd), checked against the model")
+    p.add_argument(
+        "--space", default="mni", choices=["mni", "native"], help="space of the scans (mni: already normalized)"
+    )
+    p.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
+    p.add_argument("--allow-modality-mismatch", action="store_true", help="apply a model to another modality")
+    p.add_argument("--allow-space-mismatch", action="store_true", help="apply a model to scans of another space")
+    p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM PNG and NIfTI (faster)")
+    p.add_argument("--threads", type=int, default=2)
+
+    p = add("bundle", cmd_bundle, "Write manifest.json and MODEL_CARD.md beside a trained and evaluated model.")
+    p.add_argument("--model-dir", required=True, help="model folder (model.keras, metrics.json)")
+    p.add_argument("--name", required=True, help="catalog name of the model, e.g. ecd/from_fdg_n160")
+    p.add_argument("--test-metrics", required=True, help="the model's results/metrics/{model}.json")
+    p.add_argument("--cache", required=True, help="the cache the model was trained on")
+    p.add_argument("--splits", required=True, help="the cohort's split table")
+    p.add_argument("--preproc-sidecar", required=True, help="JSON sidecar of one preprocessed subject of the cohort")
+    p.add_argument("--parent", help="catalog name of the model it was fine-tuned from")
+    p.add_argument("--gradcam-layer", default="mixed10", help="Grad-CAM layer for predictions on new scans")
+    p.add_argument("--synthetic", action="store_true", help="the cohort is the synthetic generator's")
+
+    p = add(
+        "predict-cohort",
+        cmd_predict_cohort,
+        "Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step).",
+    )
     p.add_argument("--model-dir", required=True, help="model folder (model.keras, metrics.json)")
     p.add_argument("--cache", required=True)
     p.add_argument("--splits", required=True)
@@ -572,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=sizes["type"], default=[])
     catalog_args(p)
     p.add_argument("--role", choices=["fdg", "ecd"], help="roc: which cohort")
-    p.add_argument("--features", help="tsne: features HDF5 from `predict`")
+    p.add_argument("--features", help="tsne: features HDF5 from `predict-cohort`")
     p.add_argument("--title", default="")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--perplexity", type=float, default=30.0)

@@ -199,8 +199,8 @@ def run_occlusion(
     from adtransfer.figures import brain_map_figure
     from adtransfer.grid import crop
     from adtransfer.io import save_nifti
-    from adtransfer.predict import load_trained, split_membership
-    from adtransfer.splits import read_splits
+    from adtransfer.predict import load_trained
+    from adtransfer.splits import read_splits, split_membership
     from adtransfer.templates import MNI_2MM, load_templates
 
     classes = list(classes)

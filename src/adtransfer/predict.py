@@ -49,7 +49,7 @@ def load_trained(model_dir: str | os.PathLike, threads: int = 2):
     configure_tensorflow(0, threads)
     import keras
 
-    return keras.saving.load_model(Path(model_dir) / "model.keras", compile=False), settings
+    return keras.saving.load_model(Path(model_dir) / "model.keras", compile=False, safe_mode=True), settings
 
 
 def predict_cohort(

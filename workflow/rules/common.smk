@@ -223,6 +223,13 @@ def truth_of(model):
     return [f"{synth_dir(cohort)}/ground_truth.json"] if is_synthetic(cohort) else []
 
 
+def preproc_sidecar(model):
+    """One preprocessing sidecar of the model's cohort: the parameters every subject was preprocessed with
+    (`adtransfer bundle` checks them against the cache's parameter hash)."""
+    cohort = cohort_of(model)
+    return f"results/preproc/{cohort}/{subjects(cohort)[0]}.json"
+
+
 def classifier_inputs(role=None):
     """Predictions and metrics of every classifier (of one cohort role): what tables and ROC figures read."""
     names = [m for m, spec in MODELS.items() if spec.classify and role in (None, spec.role)]
@@ -254,6 +261,8 @@ def all_results():
     if not SPLITS:
         return []
     out = expand("results/metrics/{model}.json", model=MODELS)
+    out += expand("results/models/{model}/{name}", model=[m for m, spec in MODELS.items() if spec.kind == "cnn"],
+                  name=["manifest.json", "MODEL_CARD.md"])
     out += expand("results/tables/{name}.{ext}", name=TABLES, ext=["tsv", "md"])
     out += ["results/summary.html", "results/figures/sample_size.png", "results/figures/mmse_scatter.png",
             "results/figures/learning_curves.png"]

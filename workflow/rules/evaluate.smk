@@ -29,8 +29,9 @@ rule predict:
     benchmark:
         "results/benchmarks/predict/{model}.tsv"
     shell:
-        "python -m adtransfer predict --model-dir {params.model_dir} --cache {input.cache} --splits {input.splits}"
-        " --set {params.set} --out {output.predictions} --features {output.features} --threads {threads} --log {log}"
+        "python -m adtransfer predict-cohort --model-dir {params.model_dir:q} --cache {input.cache:q}"
+        " --splits {input.splits:q} --set {params.set:q} --out {output.predictions:q} --features {output.features:q}"
+        " --threads {threads} --log {log:q}"
 
 
 rule train_baseline:
