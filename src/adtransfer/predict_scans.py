@@ -183,20 +183,6 @@ def check_compatible(bundle: Bundle, modality: str | None, space: str, allow_mod
     return warnings
 
 
-def check_native_supported(params: PreprocParams) -> None:
-    """Native-space scans need the registration step of adtransfer.preprocess; say so before any work."""
-    from adtransfer.preprocess import build_workflow
-
-    with tempfile.TemporaryDirectory(prefix="adtransfer-check-") as work:
-        try:
-            build_workflow(params, os.path.join(work, "scan.nii.gz"), "", work)
-        except InputError as exc:
-            raise InputError(
-                f"--space native: {exc}. Native-space input needs the registration step of the preprocessing; "
-                "register the scans to MNI space first (e.g. SPM normalization) and use --space mni"
-            ) from None
-
-
 # --- one scan ------------------------------------------------------------------------------------------
 
 
@@ -358,8 +344,6 @@ def predict_scans(
         warnings += check_compatible(bundle, modality, space, allow_modality_mismatch, allow_space_mismatch)
         # the scans' own space decides their preprocessing (native: registration); the rest is the manifest's
         bundle.params = replace(bundle.params, space=space)
-    if space == "native":
-        check_native_supported(model.params)
     scans = collect_scans(inputs)
     for w in dict.fromkeys(warnings):
         log.warning("warning: %s", w)
