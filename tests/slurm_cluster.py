@@ -69,6 +69,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 GPUS = 2  # fake GPUs on the node: two training jobs side by side, as `make demo` runs them
+FAKE_GPU_FILES = ("/dev/null", "/dev/zero", "/dev/full")
 
 
 def _node_line(hostname: str) -> str:
@@ -173,8 +174,10 @@ KillWait=5
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
         )
-        # fake GPUs: /dev/null stands in for each device file, so GRES accounting works without hardware
-        (self.root / "etc" / "gres.conf").write_text("AutoDetect=off\n" + "Name=gpu File=/dev/null\n" * GPUS)
+        # fake GPUs: harmless character devices stand in for the device files, so GRES accounting works without
+        # hardware (slurmd refuses the same file twice)
+        files = "".join(f"Name=gpu File={dev}\n" for dev in FAKE_GPU_FILES[:GPUS])
+        (self.root / "etc" / "gres.conf").write_text("AutoDetect=off\n" + files)
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = open(self.root / "log" / f"{name}.stdout", "wb")  # noqa: SIM115 - closed with the process
