@@ -289,3 +289,19 @@ def test_metrics_from_an_older_version_ask_for_a_rerun(results, tmp_path):
     path.write_text(json.dumps(metrics))
     with pytest.raises(InputError, match="older adtransfer.*--forcerun evaluate"):
         report.write_tables(old, SIZES, old / "tables", old / "summary.html", replicates=REPLICATES, n_boot=100)
+
+
+def test_summary_says_which_kind_of_synthetic_cohort_it_is(tmp_path):
+    """The CNN-vs-baseline row means different things on atlas-painted and atlas-free synthetic effects."""
+    import json
+
+    from adtransfer.report import synthetic_sentences
+
+    (tmp_path / "fdg.json").write_text(json.dumps({"effect_pattern": "smooth"}))
+    (tmp_path / "ecd.json").write_text(json.dumps({}))  # older ground truth: painted per region
+    fdg_sentence, ecd_sentence = sorted(
+        synthetic_sentences({"fdg": tmp_path / "fdg.json", "ecd": tmp_path / "ecd.json"}), key=lambda s: "FDG" not in s
+    )
+    assert "FDG cohort is synthetic (smooth effect)" in fdg_sentence and "does not favour" in fdg_sentence
+    assert "ECD cohort is synthetic (regional effect)" in ecd_sentence and "favours the regional-mean" in ecd_sentence
+    assert synthetic_sentences({}) == []

@@ -328,6 +328,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
         n_boot=args.n_boot,
         seed=args.seed,
         alpha=args.alpha,
+        truths=dict(args.truth or []),
     )
     for sentence in sentences:
         print(sentence)
@@ -607,6 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for paired-difference CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the Holm adjustment")
+    p.add_argument(
+        "--truth",
+        nargs=2,
+        action="append",
+        metavar=("ROLE", "JSON"),
+        help="ground_truth.json of a synthetic cohort (fdg or ecd role): the summary says what kind it is (repeat)",
+    )
 
     p = add("summary", cmd_summary, "The one-page result (HTML) from the tables, the findings and key figures.")
     p.add_argument("--tables-dir", required=True, help="folder `tables` wrote (TSVs and summary.md)")

@@ -446,6 +446,17 @@ SUMMARY_TABLES = {
 }
 
 
+def synthetic_sentences(truths: dict[str, str | os.PathLike] | None) -> list[str]:
+    """One sentence per synthetic cohort: the kind of its AD effect and what that implies for CNN vs ROI baseline."""
+    from adtransfer.synth import synthetic_kind
+
+    out = []
+    for role, path in sorted((truths or {}).items()):
+        kind, implication = synthetic_kind(json.loads(Path(path).read_text()))
+        out.append(f"The {role.upper()} cohort is synthetic ({kind} effect): {implication}.")
+    return out
+
+
 def write_tables(
     results_dir: str | os.PathLike,
     sizes: list[int],
@@ -458,9 +469,10 @@ def write_tables(
     seed: int = 0,
     alpha: float = 0.05,
     figure_paths: dict[str, str | os.PathLike] | None = None,
+    truths: dict[str, str | os.PathLike] | None = None,
 ) -> list[str]:
     """Every table (TSV and Markdown) and the findings (summary.md) under out_dir; with `summary_path` also the
-    summary page (as `write_summary_page`)."""
+    summary page (as `write_summary_page`). `truths`: cohort role -> ground_truth.json of a synthetic cohort."""
     res = Results(results_dir, sizes, replicates, init)
     out = Path(out_dir)
     comps = comparison_table(res, comparison_spec, n_boot, seed, alpha)
@@ -469,7 +481,7 @@ def write_tables(
     mmse = mmse_table(res)
     for name, df in {**tables, "comparisons": comps, "replicates": reps, "mmse": mmse}.items():
         write_table(df, out, name)
-    sentences = summary_sentences(res, comps, reps, mmse, alpha)
+    sentences = summary_sentences(res, comps, reps, mmse, alpha) + synthetic_sentences(truths)
     write_text(out / "summary.md", "\n".join(f"- {s}" for s in sentences) + "\n")
     if summary_path is not None:
         write_summary_page(out, summary_path, figure_paths, alpha)

@@ -217,6 +217,13 @@ def matching_baseline(model):
     return next(b.name for b in MODELS.values() if b.kind == "roi" and (b.role, b.task, b.set_column) == same)
 
 
+def synthetic_truths():
+    """Cohort role -> ground_truth.json, for the training grid's synthetic cohorts (none without `splits`)."""
+    if not SPLITS:
+        return {}
+    return {r: f"{synth_dir(c)}/ground_truth.json" for r, c in ROLE_COHORT.items() if is_synthetic(c)}
+
+
 def truth_of(model):
     """The generator's ground truth for a synthetic cohort (Grad-CAM and baseline checks); [] for real data."""
     cohort = cohort_of(model)

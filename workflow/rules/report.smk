@@ -10,6 +10,8 @@ rule tables:
         mmse_inputs(),
         # validation metrics: the summary's "best" CNN is chosen on validation data
         [f"results/models/{m}/metrics.json" for m, spec in MODELS.items() if spec.kind == "cnn" and spec.replicate == 0],
+        # a synthetic cohort's ground truth: the summary says which kind of effect it has and what that implies
+        truths=list(synthetic_truths().values()),
     output:
         tables=expand("results/tables/{name}.{ext}", name=TABLES, ext=["tsv", "md"]),
         summary_md="results/tables/summary.md",
@@ -22,6 +24,7 @@ rule tables:
         alpha=EVAL.get("alpha", 0.05),
         seed=config["seed"],
         out_dir=lambda wc, output: os.path.dirname(output.summary_md),
+        truths=" ".join(f"--truth {r} {shlex.quote(p)}" for r, p in synthetic_truths().items()),
     conda:
         "../../envs/report.yaml"
     log:
@@ -29,7 +32,7 @@ rule tables:
     shell:
         "python -m adtransfer tables --results results --sizes {params.sizes} --replicates {params.replicates}"
         " --init {params.init:q} --comparisons {params.comparisons:q} --n-boot {params.n_boot} --seed {params.seed}"
-        " --alpha {params.alpha} --out-dir {params.out_dir} --log {log}"
+        " --alpha {params.alpha} --out-dir {params.out_dir} {params.truths} --log {log}"
 
 
 rule summary:
