@@ -212,9 +212,15 @@ def _performance(m: dict) -> list[str]:
         if split in t:
             r = t[split]
             lines.append(
-                f"- {split}: n {r['n']}, R^2 {r['r2']:.3f}, Pearson r {r['pearson_r']:.3f}, MAE {r['mae']:.2f}"
+                f"- {split}: n {r['n']}, R^2 (squared Pearson r, the paper's) {r['pearson_r2']:.3f}"
+                f"{_ci_text(r.get('pearson_r2_ci'))}, Pearson r {r['pearson_r']:.3f}, coefficient of determination "
+                f"{r['r2_determination']:.3f}, MAE {r['mae']:.2f}{_ci_text(r.get('mae_ci'))}"
             )
     return lines or ["- no regression metrics"]
+
+
+def _ci_text(ci) -> str:
+    return f" (95 % CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
 
 
 def model_card(m: dict) -> str:
