@@ -302,6 +302,6 @@ def test_summary_says_which_kind_of_synthetic_cohort_it_is(tmp_path):
     fdg_sentence, ecd_sentence = sorted(
         synthetic_sentences({"fdg": tmp_path / "fdg.json", "ecd": tmp_path / "ecd.json"}), key=lambda s: "FDG" not in s
     )
-    assert "FDG cohort is synthetic (smooth effect)" in fdg_sentence and "does not favour" in fdg_sentence
+    assert "FDG cohort is synthetic (smooth effect)" in fdg_sentence and "no built-in advantage" in fdg_sentence
     assert "ECD cohort is synthetic (regional effect)" in ecd_sentence and "favours the regional-mean" in ecd_sentence
     assert synthetic_sentences({}) == []

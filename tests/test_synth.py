@@ -235,7 +235,7 @@ def test_smooth_ground_truth_records_kind_map_and_covered_regions(smooth_cohort,
     truth = json.loads((smooth_cohort / "ground_truth.json").read_text())
     assert truth["effect_pattern"] == "smooth" and truth["jitter_mm"] == SMOOTH.jitter_mm
     assert synth.synthetic_kind(truth) == ("smooth", truth["effect_pattern_implication"])
-    assert "does not favour" in truth["effect_pattern_implication"]
+    assert "no built-in advantage" in truth["effect_pattern_implication"]
     # the regions it mostly covers: real AAL3 names, holding 80 % of the voxel-level map's mass
     t = load_templates()
     pattern = np.asarray(nib.load(smooth_cohort / truth["pattern_map"]).dataobj)

@@ -43,10 +43,11 @@ def series_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def sha256_folder(folder: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """A digest of a folder's files (relative names and contents, in sorted order)."""
+    """A digest of a folder's files (relative names and contents, in sorted order), without the files the series
+    ignores (an operating system's .DS_Store must not make the scan a new one)."""
     folder = Path(folder)
     h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in IGNORED_NAMES):
         h.update(str(path.relative_to(folder)).encode() + b"\0")
         with open(path, "rb") as fh:
             while block := fh.read(chunk):

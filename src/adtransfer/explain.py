@@ -36,7 +36,7 @@ from adtransfer.mosaic import TILES, mosaics_to_volume, resize_tile
 from adtransfer.roi import atlas_in
 
 
-def _class_score_model(net, layer: str):
+def class_score_model(net, layer: str):
     """A function image batch -> (the layer's maps, class scores before the softmax).
 
     The paper's head ends in Dense(2, softmax): its logits are computed from the Dense layer's input with its
@@ -64,7 +64,7 @@ def gradcam(net, images: np.ndarray, layer: str, class_index: np.ndarray | int =
     Gradients are those of the class logit (before the softmax), so a confident prediction keeps its map."""
     import tensorflow as tf
 
-    scores = _class_score_model(net, layer)
+    scores = class_score_model(net, layer)
     cls = np.broadcast_to(np.asarray(class_index), (len(images),))
     maps = []
     for start in range(0, len(images), batch):

@@ -206,15 +206,16 @@ class GradCam:
     """
 
     def __init__(self, net, layer: str):
-        import keras
         import tensorflow as tf
 
-        probe = keras.Model(net.input, [net.get_layer(layer).output, net.output])
+        from adtransfer.explain import class_score_model
+
+        scores = class_score_model(net, layer)  # the class logit, as explain.gradcam takes it
 
         @tf.function(reduce_retracing=True)
         def maps(x):
             with tf.GradientTape() as tape:
-                conv, out = probe(x, training=False)
+                conv, out = scores(x)
                 score = out[:, 1]
             grads = tape.gradient(score, conv)
             weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)

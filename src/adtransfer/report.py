@@ -343,7 +343,7 @@ def summary_sentences(
             f"Transfer effect over {e['n']} replicates (same seed for both models), {row['model_a']} minus "
             f"{row['model_b']}: mean ΔAUC {e['mean']:+.3f} (SD {e['sd']:.3f}, range {e['min']:+.3f} to "
             f"{e['max']:+.3f}); {e['positive']} of {e['n']} replicates favour fine-tuning, {e['negative']} the "
-            f"comparator."
+            f"comparator. FDG pre-training ran once: the spread is that of the ECD stage only."
         )
     # the CNN chosen on validation, against its ROI baseline
     for role, cohort in (("fdg", "FDG PET"), ("ecd", "ECD SPECT")):

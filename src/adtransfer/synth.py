@@ -294,8 +294,9 @@ def synthetic_kind(truth: dict) -> tuple[str, str]:
     if kind == "smooth":
         return kind, (
             "the synthetic AD effect is atlas-free (smooth blobs centred between AAL3 regions, with sub-regional "
-            "gradients and per-subject jitter), so the comparison of the CNN with the regional-mean baseline "
-            "does not favour either by construction"
+            "gradients and per-subject jitter), not painted in the regional-mean baseline's AAL3 feature space, "
+            "so that baseline has no built-in advantage (it still captures much of a smooth effect: README, "
+            "Synthetic cohorts)"
         )
     return kind, (
         "the synthetic AD effect and normal variation are painted per AAL3 region, the ROI baseline's own "

@@ -158,8 +158,9 @@ def replicate_of(wildcards):
     return int(wildcards.rep[2:]) if wildcards.rep else 0
 
 
-def train_settings(cohort, task, finetune=False, replicate=0):
-    """JSON settings of one training job, from config `train` and `seed` (the replicate's own seed)."""
+def train_settings(cohort, task, finetune=False, replicate=None):
+    """JSON settings of one training job, from config `train` and `seed`. `replicate`: a job of the replicated ECD
+    stage, with that replicate's own seed; every other model (replicate None) trains with the config seed."""
     if cohort not in config["cohorts"]:  # no training grid in this config (no `splits`): rules stay unused
         return "{}"
     modality = config["cohorts"][cohort]["modality"]
@@ -167,7 +168,7 @@ def train_settings(cohort, task, finetune=False, replicate=0):
     lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if finetune else TRAIN.get("learning_rate")
     settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "early_stopping_start", "bn_momentum", "augment_shift",
                                       "augment_zoom", "max_memory_gb") if k in TRAIN}
-    settings.update(task=task, learning_rate=lr, fc_units=units, seed=replicate_seed(config["seed"], REPLICATES, replicate),
+    settings.update(task=task, learning_rate=lr, fc_units=units, seed=config["seed"] if replicate is None else replicate_seed(config["seed"], REPLICATES, replicate),
                     intensity_range=INTENSITY[modality])
     return json.dumps(settings, sort_keys=True)
 
