@@ -326,7 +326,10 @@ def test_predictions_equal_the_workflows(trained, tiny_cache, tmp_path):
         assert result["class"]["default"]["class"] == ("AD" if result["p_ad"]["ensemble"] >= 0.5 else "NC")
         assert table_out.loc[sid, "p_ad"] == pytest.approx(result["p_ad"]["ensemble"], abs=1e-6)
         img = nib.load(out / f"{sid}_gradcam.nii.gz")
-        assert img.shape == (91, 109, 91) and np.asarray(img.dataobj).max() > 0
+        # the AD logit's map may be all zero after the ReLU for a scan this tiny model calls NC; its values are
+        # checked against explain.gradcam in test_compiled_gradcam_gives_explains_maps
+        cam = np.asarray(img.dataobj)
+        assert img.shape == (91, 109, 91) and np.isfinite(cam).all() and cam.min() >= 0
         assert (out / f"{sid}_gradcam.png").stat().st_size > 5000
     assert "diagnosis_in_table" in json.loads((out / f"{ids[0]}.json").read_text())
 
