@@ -9,7 +9,7 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, "src/adtransfer/schemas/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"

@@ -1,4 +1,4 @@
-"""Bootstrap AUC CIs: the vectorized rank formula (adtransfer.evaluate) vs a loop of scikit-learn calls.
+"""Bootstrap AUC CIs: the vectorized rank formula (adtransfer.results.evaluate) vs a loop of scikit-learn calls.
 
 The evaluation stage computes 4 CIs (ensemble + 3 mosaics) of 1000 resamples per model; this prints the time
 of one CI both ways on a test set of the paper's size (267 subjects) and the demo's (40), and checks that both
@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import resample
 
-from adtransfer.evaluate import bootstrap_auc
+from adtransfer.results.evaluate import bootstrap_auc
 
 
 def loop_ci(y, s, n_boot, seed):

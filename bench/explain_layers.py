@@ -1,8 +1,8 @@
 """Which explanation localizes: Grad-CAM per layer and region occlusion of one trained classifier, scored against
 a synthetic cohort's ground truth.
 
-Runs the same code as the workflow's `gradcam` and `occlusion` rules (adtransfer.explain.run_gradcam with every
-layer scored, adtransfer.occlusion.run_occlusion) on one model and prints one markdown table: map size, mass in
+Runs the same code as the workflow's `gradcam` and `occlusion` rules (adtransfer.results.explain.run_gradcam with every
+layer scored, adtransfer.results.occlusion.run_occlusion) on one model and prints one markdown table: map size, mass in
 the generator's altered regions over chance (1 = chance), altered regions among the ten ranked first (chance
 about 1.5 of 10 on the demo's generator), and the seconds each took. Time figures on a shared machine are noisy;
 the scores are not. Example, after `snakemake --cores 2 results/predictions/fdg/n160.tsv`:
@@ -32,8 +32,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    from adtransfer.explain import run_gradcam
-    from adtransfer.occlusion import run_occlusion
+    from adtransfer.results.explain import run_gradcam
+    from adtransfer.results.occlusion import run_occlusion
 
     res, out = Path(args.results), Path(args.out)
     try:

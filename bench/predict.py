@@ -21,9 +21,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from adtransfer.bundle import SCHEMA_VERSION, validate_manifest
-from adtransfer.grid import Grid
-from adtransfer.preprocess import PreprocParams
+from adtransfer.imaging.grid import Grid
+from adtransfer.imaging.preprocess import PreprocParams
+from adtransfer.results.bundle import SCHEMA_VERSION, validate_manifest
 
 CROP = Grid((95, 95, 48), 2.0, (-94.0, -112.0, -36.0))
 
@@ -66,8 +66,8 @@ def manifest_for(size: int, model_sha: str, layer: str) -> dict:
 
 def bench_size(size: int, layer: str, scans: list, work: Path) -> dict:
     from adtransfer.io import sha256_file
-    from adtransfer.model import add_head, build_backbone
-    from adtransfer.predict_scans import Bundle, predict_scan
+    from adtransfer.learning.model import add_head, build_backbone
+    from adtransfer.learning.predict_scans import Bundle, predict_scan
 
     folder = work / f"model_{size}"
     folder.mkdir()
@@ -101,8 +101,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    from adtransfer.predict_scans import Scan
-    from adtransfer.synth import CohortSpec, generate_cohort
+    from adtransfer.inputs.synth import CohortSpec, generate_cohort
+    from adtransfer.learning.predict_scans import Scan
 
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         work = Path(tmp)
@@ -115,7 +115,7 @@ def main() -> None:
         scans = [Scan(r.subject_id, str(work / "data" / r.path), r.path) for r in people.itertuples()]
 
         start = time.perf_counter()
-        from adtransfer.train import configure_tensorflow
+        from adtransfer.learning.train import configure_tensorflow
 
         configure_tensorflow(0, args.threads)
         print(f"TensorFlow import and set-up: {time.perf_counter() - start:.1f} s (once per command)")

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import yaml
 
-from adtransfer.cache import build_cache
-from adtransfer.cohort import validate_cohort
-from adtransfer.grid import Grid
-from adtransfer.preprocess import PreprocParams, preprocess_subject
-from adtransfer.synth import CohortSpec, generate_cohort
+from adtransfer.imaging.cache import build_cache
+from adtransfer.imaging.grid import Grid
+from adtransfer.imaging.preprocess import PreprocParams, preprocess_subject
+from adtransfer.inputs.cohort import validate_cohort
+from adtransfer.inputs.synth import CohortSpec, generate_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_SCANS = 1514
@@ -122,7 +122,7 @@ def native_route(work: Path, n: int, commands: int) -> None:
 
     import numpy as np
 
-    from adtransfer.templates import MNI_2MM, load_templates
+    from adtransfer.imaging.templates import MNI_2MM, load_templates
 
     brain = load_templates().brain_mask
     ijk = np.argwhere(brain)

@@ -2,7 +2,7 @@
 
     python bench/summary_screenshot.py [results/summary.html] [summary.png] [--width 1366] [--height 2400]
 
-Prints the screenshot's path; asserts nothing (tests/test_report.py checks the rendering).
+Prints the screenshot's path; asserts nothing (tests/results/test_report.py checks the rendering).
 """
 
 from __future__ import annotations

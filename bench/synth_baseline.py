@@ -39,7 +39,7 @@ def cv_auc(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def from_caches(paths: list[str]) -> None:
-    from adtransfer.cache import read_cache
+    from adtransfer.imaging.cache import read_cache
 
     for path in paths:
         data = read_cache(path, with_mosaics=False)
@@ -52,11 +52,11 @@ def from_caches(paths: list[str]) -> None:
 
 
 def generated(n: int, modality: str, seed: int, kinds: list[str]) -> None:
-    from adtransfer.grid import Grid
-    from adtransfer.preprocess import crop_to_box, normalize_intensity
-    from adtransfer.roi import regional_means
-    from adtransfer.synth import EFFECT_PATTERNS, CohortSpec, generate_cohort
-    from adtransfer.templates import load_templates
+    from adtransfer.imaging.grid import Grid
+    from adtransfer.imaging.preprocess import crop_to_box, normalize_intensity
+    from adtransfer.imaging.roi import regional_means
+    from adtransfer.imaging.templates import load_templates
+    from adtransfer.inputs.synth import EFFECT_PATTERNS, CohortSpec, generate_cohort
 
     box = Grid((95, 95, 48), 2.0, (-94.0, -112.0, -36.0))
     brain = crop_to_box(load_templates().brain_mask.astype(np.float32), box) > 0.5

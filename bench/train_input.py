@@ -55,9 +55,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    from adtransfer.data import make_dataset, select
-    from adtransfer.model import add_head, build_backbone, compile_model
-    from adtransfer.train import configure_tensorflow
+    from adtransfer.learning.data import make_dataset, select
+    from adtransfer.learning.model import add_head, build_backbone, compile_model
+    from adtransfer.learning.train import configure_tensorflow
 
     configure_tensorflow(1, args.threads)
     import keras

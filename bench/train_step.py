@@ -52,7 +52,7 @@ def cpu_seconds() -> float:
 
 
 def start_tensorflow(threads: int, mixed_precision: bool):
-    from adtransfer.train import configure_tensorflow
+    from adtransfer.learning.train import configure_tensorflow
 
     configure_tensorflow(1, threads)
     import keras
@@ -99,8 +99,8 @@ def step_worker(spec: dict) -> dict:
     size, batch, spe = spec["size"], spec["batch"], spec["spe"]
     if spec["nchw"]:
         keras.config.set_image_data_format("channels_first")
-    from adtransfer.data import make_dataset, select
-    from adtransfer.model import add_head, build_backbone, compile_model
+    from adtransfer.learning.data import make_dataset, select
+    from adtransfer.learning.model import add_head, build_backbone, compile_model
 
     if spec["nchw"]:  # the project's builder feeds (S, S, 1); channels-first needs the channel axis in front
         inp = keras.Input((1, size, size), name="mosaic")
@@ -127,7 +127,7 @@ def step_worker(spec: dict) -> dict:
         table = pd.DataFrame({"subject_id": ids, "set": "train"})
         samples = select(work / "cache.h5", table, "set", "train", "classify")
         if spec["float32"] or spec["nchw"]:
-            from adtransfer.data import load_mosaics
+            from adtransfer.learning.data import load_mosaics
 
             x32 = load_mosaics(samples, (0.0, 3.0))
             if spec["nchw"]:

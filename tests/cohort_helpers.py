@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adtransfer.preprocess import PreprocParams, preprocess_subject
+from adtransfer.imaging.preprocess import PreprocParams, preprocess_subject
 
 
 def preprocess_table(df: pd.DataFrame, params: PreprocParams, out_dir: Path) -> dict[str, np.ndarray]:

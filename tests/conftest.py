@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from adtransfer.grid import Grid
-from adtransfer.synth import CohortSpec, generate_cohort
+from adtransfer.imaging.grid import Grid
+from adtransfer.inputs.synth import CohortSpec, generate_cohort
 
 CROP = Grid((95, 95, 48), 2.0, (-94.0, -112.0, -36.0))
 
@@ -38,10 +38,10 @@ def tiny_cache(tmp_path_factory) -> dict:
     """A preprocessed, cached and split 8 AD + 8 NC + 2 MCI FDG cohort at 76 px (the smallest mosaic)."""
     from cohort_helpers import preprocess_table
 
-    from adtransfer.cache import build_cache
-    from adtransfer.cohort import validate_cohort
-    from adtransfer.preprocess import PreprocParams
-    from adtransfer.splits import make_splits, write_splits
+    from adtransfer.imaging.cache import build_cache
+    from adtransfer.imaging.preprocess import PreprocParams
+    from adtransfer.inputs.cohort import validate_cohort
+    from adtransfer.learning.splits import make_splits, write_splits
 
     out = tmp_path_factory.mktemp("tiny_cache")
     generate_cohort(

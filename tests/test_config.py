@@ -10,7 +10,7 @@ from workflow_helpers import ROOT, snakemake, write_config
 
 from adtransfer.configuration import config_problems
 
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = str(ROOT / "src" / "adtransfer" / "schemas" / "config.schema.yaml")
 
 
 def load(name: str) -> dict:

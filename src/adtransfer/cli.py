@@ -43,7 +43,7 @@ def _triple(kind: type) -> Callable[[str], tuple]:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from adtransfer.synth import CohortSpec, generate_cohort
+    from adtransfer.inputs.synth import CohortSpec, generate_cohort
 
     spec = CohortSpec.from_config(args.name, args.modality, json.loads(args.spec), args.seed)
     people = generate_cohort(spec, args.out, workers=args.threads)
@@ -59,7 +59,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from adtransfer.cohort import validate_cohort
+    from adtransfer.inputs.cohort import validate_cohort
     from adtransfer.io import atomic_output
 
     df = validate_cohort(args.table, classify=args.classify, check_scans=not args.table_only)
@@ -75,10 +75,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
-    from adtransfer.grid import Grid
-    from adtransfer.preprocess import PreprocParams, preprocess_subject
-    from adtransfer.registration import RegistrationSettings
-    from adtransfer.templates import MNI_2MM
+    from adtransfer.imaging.grid import Grid
+    from adtransfer.imaging.preprocess import PreprocParams, preprocess_subject
+    from adtransfer.imaging.registration import RegistrationSettings
+    from adtransfer.imaging.templates import MNI_2MM
 
     params = PreprocParams(
         modality=args.modality,
@@ -101,8 +101,8 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_registration_qc(args: argparse.Namespace) -> None:
+    from adtransfer.imaging.registration import registration_qc
     from adtransfer.io import atomic_output
-    from adtransfer.registration import registration_qc
 
     qc, included = registration_qc(args.table, args.preproc_dir, args.min_similarity, args.on_fail)
     flagged = qc[qc["flagged"]]
@@ -124,7 +124,7 @@ def cmd_registration_qc(args: argparse.Namespace) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
-    from adtransfer.cache import build_cache
+    from adtransfer.imaging.cache import build_cache
 
     build_cache(
         args.table,
@@ -141,7 +141,7 @@ def cmd_cache(args: argparse.Namespace) -> None:
 def cmd_split(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from adtransfer.splits import make_splits, read_fixed_test, size_column, write_splits
+    from adtransfer.learning.splits import make_splits, read_fixed_test, size_column, write_splits
 
     df = pd.read_csv(args.table, sep="\t", dtype={"subject_id": str}, keep_default_na=True)
     counts = json.loads(args.test_counts) if args.test_counts else None
@@ -167,7 +167,7 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
-    from adtransfer.train import TrainSettings, train_model
+    from adtransfer.learning.train import TrainSettings, train_model
 
     settings = TrainSettings.from_json(args.settings)
     settings.threads = args.threads
@@ -178,13 +178,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_predict_cohort(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from adtransfer.predict import predict_cohort
+    from adtransfer.learning.predict import predict_cohort
 
     predict_cohort(args.model_dir, args.cache, args.splits, args.set, args.out, args.features, threads=args.threads)
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
-    from adtransfer.bundle import build_manifest, write_bundle
+    from adtransfer.results.bundle import build_manifest, write_bundle
 
     manifest = build_manifest(
         args.model_dir,
@@ -205,7 +205,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from adtransfer.predict_scans import predict_scans
+    from adtransfer.learning.predict_scans import predict_scans
 
     predict_scans(
         args.inputs,
@@ -222,7 +222,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:
-    from adtransfer.baseline import train_baseline
+    from adtransfer.results.baseline import train_baseline
 
     params = train_baseline(args.cache, args.splits, args.set, args.task, args.out, args.predictions, args.seed)
     log.info(
@@ -235,7 +235,7 @@ def cmd_baseline(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from adtransfer.evaluate import evaluate, read_predictions, write_json
+    from adtransfer.results.evaluate import evaluate, read_predictions, write_json
 
     threshold = args.threshold if args.threshold == "youden" else float(args.threshold)
     metrics = evaluate(read_predictions(args.predictions), args.task, args.n_boot, args.seed, threshold)
@@ -257,7 +257,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_gradcam(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from adtransfer.explain import run_gradcam
+    from adtransfer.results.explain import run_gradcam
 
     summary = run_gradcam(
         args.model_dir,
@@ -280,7 +280,7 @@ def cmd_occlusion(args: argparse.Namespace) -> None:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from adtransfer.occlusion import run_occlusion
+    from adtransfer.results.occlusion import run_occlusion
 
     summary = run_occlusion(
         args.model_dir,
@@ -306,8 +306,8 @@ def cmd_occlusion(args: argparse.Namespace) -> None:
 def cmd_explain_baseline(args: argparse.Namespace) -> None:
     import h5py
 
-    from adtransfer.baseline import explain_baseline, load
-    from adtransfer.explain import crop_grid_of
+    from adtransfer.results.baseline import explain_baseline, load
+    from adtransfer.results.explain import crop_grid_of
 
     with h5py.File(args.cache, "r") as h5:
         crop_grid = crop_grid_of(dict(h5.attrs))
@@ -316,7 +316,7 @@ def cmd_explain_baseline(args: argparse.Namespace) -> None:
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
-    from adtransfer.report import write_tables
+    from adtransfer.results.report import write_tables
 
     sentences = write_tables(
         args.results,
@@ -335,7 +335,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from adtransfer.report import write_summary_page
+    from adtransfer.results.report import write_summary_page
 
     write_summary_page(args.tables_dir, args.out, dict(args.figure or []), args.alpha)
     log.info("wrote %s", args.out)
@@ -344,20 +344,20 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_explanations(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from adtransfer.report import explanation_table, write_table
+    from adtransfer.results.report import explanation_table, write_table
 
     write_table(explanation_table(args.results, args.sizes), Path(args.out_dir), "explanations")
 
 
 def cmd_explain_figure(args: argparse.Namespace) -> None:
-    from adtransfer.report import explanation_figure
+    from adtransfer.results.report import explanation_figure
 
     explanation_figure(args.results, args.sizes, args.model, args.cache, args.out, args.dpi)
     log.info("wrote %s", args.out)
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    from adtransfer import report
+    from adtransfer.results import report
 
     grid_args = {"replicates": args.replicates, "init": args.init}
     if args.kind == "roc":
@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", required=True, help="split table of the cohort")
     p.add_argument("--set", required=True, help="split column: n100, nall, mmse_set, ...")
     p.add_argument("--out", required=True, help="model folder (model.keras, history.tsv, metrics.json)")
-    p.add_argument("--settings", required=True, help="JSON training settings (see adtransfer.train.TrainSettings)")
+    p.add_argument("--settings", required=True, help="JSON training settings (adtransfer.learning.train.TrainSettings)")
     p.add_argument("--pretrained", help="fine-tune from this model.keras (new head)")
     p.add_argument("--threads", type=int, default=2)
 

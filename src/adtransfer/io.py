@@ -81,7 +81,7 @@ def check_voxels(data: np.ndarray, where: str) -> None:
 def load_scan(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
     """A scan as `load_volume` checks it; a folder is taken as one DICOM series and converted first."""
     if Path(path).is_dir():
-        from adtransfer.dicom import load_series
+        from adtransfer.inputs.dicom import load_series
 
         return load_series(path, who)
     return load_volume(path, who)
@@ -90,7 +90,7 @@ def load_scan(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """The sha256 of a file (of a DICOM folder: of its files' names and contents)."""
     if Path(path).is_dir():
-        from adtransfer.dicom import sha256_folder
+        from adtransfer.inputs.dicom import sha256_folder
 
         return sha256_folder(path, chunk)
     h = hashlib.sha256()

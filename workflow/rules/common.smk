@@ -16,10 +16,10 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from adtransfer.catalog import grid as model_grid, replicate_count, replicate_seed
-from adtransfer.cohort import read_participants
+from adtransfer.inputs.cohort import read_participants
 from adtransfer.errors import InputError
-from adtransfer.splits import mmse_min_for
-from adtransfer.synth import subject_ids
+from adtransfer.learning.splits import mmse_min_for
+from adtransfer.inputs.synth import subject_ids
 from adtransfer.configuration import config_problems
 
 if config_problems(config):

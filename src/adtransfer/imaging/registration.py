@@ -1,0 +1,285 @@
+"""Registration of a native-space scan to a modality template in MNI space (SimpleITK), without an MRI.
+
+    template  FDG / ECD templates built on the fly (cached per process) from the MNI152 grey- and white-matter
+              maps under resources/, with each modality's grey:white contrast and resolution.
+    register  centres of mass (moments) initialise a rigid (Euler3D) registration, then a 12-dof affine one,
+              both multi-resolution with a correlation metric. The metric is masked to the template's head and
+              to the scan's support (its non-zero voxels), so a cropped field of view (no cerebellum or vertex,
+              zero-padded or simply not acquired) does not pull the brain towards the missing part.
+    result    the affine mapping scanner mm (RAS, as in the NIfTI header) to MNI mm, the similarity to the
+              template (Pearson correlation inside the template brain, where the scan has data) and the time.
+
+Conventions: nibabel and the NIfTI affine use RAS world coordinates; ITK uses LPS. Both are converted here, in
+`_to_sitk` (image geometry) and `_transform_to_ras` (the transform, read off by mapping points, so no
+assumption about ITK's centre/offset parametrisation is needed).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+
+from adtransfer.imaging.templates import MNI_2MM, load_templates
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+# Grey:white uptake and effective resolution of each modality's template. FDG PET: white matter about a third of
+# grey-matter glucose uptake, ~8 mm FWHM; ECD SPECT: white matter about half of cortical perfusion, ~14 mm FWHM
+# (the same figures the synthetic cohorts use, adtransfer.inputs.synth.MODALITIES).
+TEMPLATE_CONTRAST = {"fdg_pet": (0.35, 8.0), "ecd_spect": (0.55, 14.0)}
+LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """How hard to try: pyramid levels (shrink factors, smoothing FWHM in mm), iterations per level, sampling.
+    Config `preprocess.registration` (these defaults are its documented defaults)."""
+
+    shrink: tuple[int, ...] = (4, 2)
+    smooth_mm: tuple[float, ...] = (8.0, 4.0)
+    rigid_iterations: int = 50
+    affine_iterations: int = 50
+    sampling: float = 0.05  # fraction of template voxels the metric samples (random, seeded)
+    seed: int = 1
+
+    def __post_init__(self):
+        if len(self.shrink) != len(self.smooth_mm):
+            raise ValueError(f"registration: shrink {self.shrink} and smooth_mm {self.smooth_mm} differ in length")
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> RegistrationSettings:
+        keys = set(cls.__dataclass_fields__)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in keys})
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    affine_scanner_to_mni: np.ndarray  # 4x4, RAS mm -> MNI RAS mm
+    similarity: float
+    seconds: float
+    metric_rigid: float
+    metric_affine: float
+
+    def as_dict(self) -> dict:
+        return {
+            "affine_scanner_to_mni": np.round(self.affine_scanner_to_mni, 6).tolist(),
+            "similarity": round(float(self.similarity), 4),
+            "similarity_measure": "Pearson correlation with the modality template inside the MNI brain mask",
+            "seconds": round(float(self.seconds), 3),
+            "metric_rigid": float(self.metric_rigid),
+            "metric_affine": float(self.metric_affine),
+            "method": "SimpleITK: moments initialisation, Euler3D rigid then 12-dof affine, correlation metric",
+        }
+
+
+@functools.lru_cache(maxsize=2)
+def modality_template(modality: str) -> np.ndarray:
+    """The modality's template on the 2 mm MNI grid (float32, mean 1 inside the brain); deterministic."""
+    from scipy import ndimage
+
+    wm_ratio, fwhm = TEMPLATE_CONTRAST[modality]
+    t = load_templates()
+    tissue = (t.gm + wm_ratio * t.wm).astype(np.float32) * t.brain_mask
+    tissue = ndimage.gaussian_filter(tissue, fwhm * FWHM_TO_SIGMA / MNI_2MM.voxel_mm)
+    return (tissue / tissue[t.brain_mask].mean()).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def template_head_mask() -> np.ndarray:
+    """Where the template's metric is evaluated: the brain mask dilated by 8 mm (edges carry the alignment)."""
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(load_templates().brain_mask, iterations=4)
+
+
+def _to_sitk(data: np.ndarray, affine: np.ndarray):
+    """A SimpleITK image with the geometry of a NIfTI (RAS) affine; data indexed [i, j, k] as in nibabel."""
+    import SimpleITK as sitk
+
+    lps = LPS @ affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(data, np.float32).transpose(2, 1, 0)))
+    img.SetSpacing(spacing.tolist())
+    img.SetDirection((lps[:3, :3] / spacing).flatten().tolist())
+    img.SetOrigin(lps[:3, 3].tolist())
+    return img
+
+
+def _transform_to_ras(transform) -> np.ndarray:
+    """ITK maps fixed (MNI, LPS) points to moving (scanner, LPS) points; return scanner RAS -> MNI RAS."""
+    points = np.array([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0], [0.0, 100.0, 0.0], [0.0, 0.0, 100.0]])
+    mapped = np.array([transform.TransformPoint(p.tolist()) for p in points])
+    fixed_to_moving_lps = np.eye(4)
+    fixed_to_moving_lps[:3, 3] = mapped[0]
+    fixed_to_moving_lps[:3, :3] = (mapped[1:] - mapped[0]).T / 100.0
+    mni_to_scanner_ras = LPS @ fixed_to_moving_lps @ LPS
+    return np.linalg.inv(mni_to_scanner_ras)
+
+
+def _support_mask(data: np.ndarray, voxel_mm, margin_mm: float) -> np.ndarray:
+    """Voxels the scanner acquired: non-zero (zero padding and cut-off slices excluded), eroded by `margin_mm` so
+    that the pyramid's smoothing, which blurs the zeros into the edge of the data, does not bias the metric."""
+    from scipy import ndimage
+
+    support = data != 0
+    eroded = ndimage.distance_transform_edt(support, sampling=voxel_mm) > margin_mm
+    return eroded if eroded.sum() > 1000 else support
+
+
+def _initial_transform(fixed, moving, moving_data: np.ndarray, moving_affine: np.ndarray):
+    """Centre of mass of the scan's bright part onto the template's; scans whose mass sits at the FOV edge
+    (a cropped acquisition) still get a sane start since the rigid stage searches from there."""
+    import SimpleITK as sitk
+
+    # threshold the scan at a fraction of its robust maximum, so that background and scatter do not move the centre
+    hi = np.percentile(moving_data[moving_data > 0], 99.5) if np.any(moving_data > 0) else 1.0
+    thresholded = np.where(moving_data > 0.25 * hi, moving_data, 0.0)
+    moving_thr = _to_sitk(thresholded, moving_affine)
+    return sitk.CenteredTransformInitializer(
+        fixed, moving_thr, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
+
+
+def _method(settings: RegistrationSettings, fixed_mask, moving_mask, iterations: int):
+    import SimpleITK as sitk
+
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsCorrelation()
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(settings.sampling, settings.seed)
+    reg.SetMetricFixedMask(fixed_mask)
+    reg.SetMetricMovingMask(moving_mask)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0,
+        minStep=1e-3,
+        numberOfIterations=iterations,
+        relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-6,
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel(list(settings.shrink))
+    reg.SetSmoothingSigmasPerLevel([s * FWHM_TO_SIGMA for s in settings.smooth_mm])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return reg
+
+
+def register_to_template(
+    data: np.ndarray, affine: np.ndarray, modality: str, settings: RegistrationSettings | None = None
+) -> RegistrationResult:
+    """Estimate the affine scanner mm -> MNI mm of a scan (data with its NIfTI affine)."""
+    import SimpleITK as sitk
+
+    settings = settings or RegistrationSettings()
+    start = time.perf_counter()
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)  # one core per job; and the same result every run
+    template = modality_template(modality)
+    fixed = _to_sitk(template, MNI_2MM.affine)
+    fixed_mask = sitk.Cast(_to_sitk(template_head_mask().astype(np.float32), MNI_2MM.affine), sitk.sitkUInt8)
+    moving = _to_sitk(data, affine)
+    support = _support_mask(data, np.linalg.norm(affine[:3, :3], axis=0), max(settings.smooth_mm))
+    moving_mask = sitk.Cast(_to_sitk(support.astype(np.float32), affine), sitk.sitkUInt8)
+
+    rigid = _initial_transform(fixed, moving, data, affine)
+    reg = _method(settings, fixed_mask, moving_mask, settings.rigid_iterations)
+    reg.SetInitialTransform(rigid, inPlace=True)
+    reg.Execute(fixed, moving)
+    metric_rigid = reg.GetMetricValue()
+
+    full = sitk.AffineTransform(3)
+    full.SetCenter(rigid.GetCenter())
+    full.SetMatrix(rigid.GetMatrix())
+    full.SetTranslation(rigid.GetTranslation())
+    reg = _method(settings, fixed_mask, moving_mask, settings.affine_iterations)
+    reg.SetInitialTransform(full, inPlace=True)
+    reg.Execute(fixed, moving)
+    metric_affine = reg.GetMetricValue()
+
+    scanner_to_mni = _transform_to_ras(full)
+    similarity = template_similarity(resample_scan_to_mni(data, affine, scanner_to_mni), template)
+    return RegistrationResult(scanner_to_mni, similarity, time.perf_counter() - start, metric_rigid, metric_affine)
+
+
+def resample_scan_to_mni(data: np.ndarray, affine: np.ndarray, scanner_to_mni: np.ndarray, order: int = 1):
+    """The scan on the 2 mm MNI grid through the estimated transform (0 outside its field of view)."""
+    from scipy import ndimage
+
+    vox_to_vox = np.linalg.inv(scanner_to_mni @ affine) @ MNI_2MM.affine
+    return ndimage.affine_transform(
+        np.asarray(data, np.float32), vox_to_vox, output_shape=MNI_2MM.shape, order=order, mode="constant", cval=0.0
+    )
+
+
+def template_similarity(on_mni: np.ndarray, template: np.ndarray) -> float:
+    """Pearson correlation with the template inside the MNI brain mask, where the scan has data: a cropped field of
+    view's edge (data cut to zero, blurred by resampling) is left out by eroding the data's support by 6 mm."""
+    from scipy import ndimage
+
+    inside = load_templates().brain_mask & ndimage.binary_erosion(on_mni != 0, iterations=3)
+    if inside.sum() < 100:
+        return 0.0
+    return float(np.corrcoef(on_mni[inside], template[inside])[0, 1])
+
+
+def with_registration(img: nib.Nifti1Image, scanner_to_mni: np.ndarray) -> nib.Nifti1Image:
+    """The same voxels with a header whose affine maps them to MNI mm (what the resampling step follows)."""
+    out = nib.Nifti1Image(np.asarray(img.dataobj, np.float32), scanner_to_mni @ img.affine)
+    out.header.set_xyzt_units("mm")
+    return out
+
+
+# --- QC over a cohort: flag subjects whose registration is poor; exclude or keep them by config -------------
+
+ON_FAIL = ("exclude", "keep")
+
+
+def registration_qc(table, preproc_dir, min_similarity: float, on_fail: str):
+    """Per subject of a validated cohort table: similarity to the template (from its sidecar), flagged when below
+    `min_similarity`, and the decision (included | excluded | kept despite flag). Returns (qc table, the input
+    table without the excluded subjects)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from adtransfer.errors import InputError
+
+    if on_fail not in ON_FAIL:
+        raise ValueError(f"on_fail must be one of {ON_FAIL}, got {on_fail!r}")
+    # ids such as "NA" or "null" are valid subject ids: only empty cells are missing values
+    df = pd.read_csv(
+        table, sep="\t", dtype={"subject_id": str, "sex": str, "site": str}, keep_default_na=False, na_values=[""]
+    )
+    rows = []
+    for sid in df["subject_id"]:
+        sidecar = Path(preproc_dir) / f"{sid}.json"
+        if not sidecar.exists():
+            raise InputError(f"{sidecar}: sidecar of subject {sid} missing; rerun preprocessing")
+        reg = json.loads(sidecar.read_text()).get("registration", {})
+        if not reg.get("registered"):
+            raise InputError(f"{sidecar}: subject {sid} was not registered (space mni); registration QC needs native")
+        flagged = reg["similarity"] < min_similarity
+        decision = ("excluded" if on_fail == "exclude" else "kept (flagged)") if flagged else "included"
+        rows.append(
+            {
+                "subject_id": sid,
+                "similarity": reg["similarity"],
+                "min_similarity": min_similarity,
+                "flagged": flagged,
+                "decision": decision,
+                "seconds": reg.get("seconds"),
+                "qc_png": f"registration/{sid}.png",
+            }
+        )
+    qc = pd.DataFrame(rows)
+    included = df[~qc["decision"].eq("excluded").to_numpy()]
+    if included.empty:
+        raise InputError(
+            f"{table}: all {len(qc)} subjects are below the registration similarity {min_similarity:g} and excluded "
+            f"(similarities {qc['similarity'].min():.3f}..{qc['similarity'].max():.3f}); check the scans' QC images "
+            "in registration/ beside their sidecars, or lower preprocess.registration.min_similarity"
+        )
+    return qc, included

@@ -1,0 +1,66 @@
+"""The MNI templates and the AAL3 atlas under resources/ (see resources/build_resources.py)."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from adtransfer.imaging.grid import Grid
+
+# The SPM 2 mm MNI grid every template file is on (RAS+).
+MNI_2MM = Grid(shape=(91, 109, 91), voxel_mm=2.0, origin_mm=(-90.0, -126.0, -72.0))
+
+
+def default_resources_dir() -> Path:
+    """`$ADTRANSFER_RESOURCES`, else the repository's resources/ (the package is installed editable)."""
+    env = os.environ.get("ADTRANSFER_RESOURCES")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "resources"
+
+
+@dataclass(frozen=True)
+class Templates:
+    grid: Grid
+    brain_mask: np.ndarray  # bool
+    gm: np.ndarray  # float32 probability 0..1
+    wm: np.ndarray
+    atlas: np.ndarray  # int16 AAL3 labels, 0 = background
+    labels: dict[int, str]  # AAL3 index -> region name
+
+    def region_mask(self, name_prefixes: list[str]) -> np.ndarray:
+        """Voxels of every AAL3 region whose name starts with one of the prefixes."""
+        idx = [i for i, name in self.labels.items() if name.startswith(tuple(name_prefixes))]
+        return np.isin(self.atlas, idx)
+
+
+@functools.lru_cache(maxsize=4)
+def load_templates(resources_dir: str | os.PathLike | None = None) -> Templates:
+    d = Path(resources_dir) if resources_dir else default_resources_dir()
+
+    def vol(name: str) -> np.ndarray:
+        path = d / name
+        if not path.exists():
+            raise FileNotFoundError(f"template file {path} is missing; run resources/build_resources.py")
+        img = nib.load(str(path))
+        if not MNI_2MM.matches(img.shape, img.affine):
+            raise ValueError(f"{path} is not on the 2 mm MNI grid")
+        return np.asanyarray(img.dataobj)
+
+    return Templates(
+        grid=MNI_2MM,
+        brain_mask=vol("mni152_brainmask_2mm.nii.gz") > 0,
+        gm=vol("mni152_gm_2mm.nii.gz").astype(np.float32) / 200.0,
+        wm=vol("mni152_wm_2mm.nii.gz").astype(np.float32) / 200.0,
+        atlas=vol("aal3_2mm.nii.gz").astype(np.int16),
+        labels=_read_labels(d / "aal3_labels.tsv"),
+    )
+
+
+def _read_labels(path: Path) -> dict[int, str]:
+    with open(path, newline="") as fh:
+        return {int(row["index"]): row["name"] for row in csv.DictReader(fh, delimiter="\t")}

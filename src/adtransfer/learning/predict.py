@@ -1,0 +1,116 @@
+"""Predictions of one trained CNN for every subject of its cohort, and its FC-layer features (TensorFlow).
+
+Every subject is predicted (train, validation, test, and subjects the model never used such as MCI), so
+the same table serves the test metrics, the validation threshold, MMSE train/test R^2 and the t-SNE plots.
+Each mosaic is predicted alone; the ensemble is their mean, as in the paper.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from adtransfer.errors import InputError
+from adtransfer.io import atomic_output
+from adtransfer.learning.data import scale
+from adtransfer.learning.splits import read_splits, split_membership
+from adtransfer.results.evaluate import MOSAIC_COLUMNS, write_predictions
+
+log = logging.getLogger("adtransfer")
+
+FEATURES_LAYER = "head_relu"  # the FC layer after batch norm and ReLU: what the paper's t-SNE shows
+
+
+def model_settings(model_dir: str | os.PathLike) -> dict:
+    """What prediction needs from training: task, intensity mapping and batch size (from metrics.json)."""
+    path = Path(model_dir) / "metrics.json"
+    try:
+        settings = json.loads(path.read_text())["settings"]
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the model's training settings ({exc})") from None
+    return {
+        "task": settings["task"],
+        "intensity_range": tuple(settings["intensity_range"]),
+        "batch_size": int(settings.get("batch_size", 32)),
+    }
+
+
+def load_trained(model_dir: str | os.PathLike, threads: int = 2):
+    """A trained model (TensorFlow set up for this job) and the settings prediction needs."""
+    from adtransfer.learning.train import configure_tensorflow
+
+    settings = model_settings(model_dir)
+    configure_tensorflow(0, threads)
+    import keras
+
+    return keras.saving.load_model(Path(model_dir) / "model.keras", compile=False, safe_mode=True), settings
+
+
+def predict_cohort(
+    model_dir: str | os.PathLike,
+    cache: str | os.PathLike,
+    splits_path: str | os.PathLike,
+    set_column: str,
+    out_tsv: str | os.PathLike,
+    out_features: str | os.PathLike,
+    threads: int = 2,
+    chunk_subjects: int = 64,
+) -> pd.DataFrame:
+    import keras
+
+    net, settings = load_trained(model_dir, threads)
+    # one pass gives both the prediction and the FC features
+    probe = keras.Model(net.input, [net.output, net.get_layer(FEATURES_LAYER).output])
+    member = split_membership(read_splits(splits_path), set_column)
+
+    with h5py.File(cache, "r") as h5:
+        ids = h5["subject_id"].asstr()[()]
+        n = len(ids)
+        outputs, feats = [], []
+        for start in range(0, n, chunk_subjects):  # bounded memory at any cohort and mosaic size
+            mos = h5["mosaics"][start : start + chunk_subjects]
+            size = mos.shape[-1]
+            x = scale(mos.reshape(-1, size, size, 1), settings["intensity_range"])
+            out, f = probe.predict(x, batch_size=settings["batch_size"], verbose=0)
+            out = np.asarray(out)
+            outputs.append(out[:, 1] if settings["task"] == "classify" else out.reshape(-1))
+            feats.append(np.asarray(f, np.float32))
+        diagnosis = h5["diagnosis"].asstr()[()]
+        target = h5["label"][()].astype(float) if settings["task"] == "classify" else h5["mmse"][()].astype(float)
+    scores = np.concatenate(outputs).reshape(n, 3)
+    features = np.concatenate(feats).reshape(n, 3, -1)
+
+    unknown = sorted(set(member.index) - set(ids))
+    if unknown:
+        raise InputError(f"{splits_path}: subjects missing from {cache}: {', '.join(unknown[:5])}; rebuild it")
+    pred = pd.DataFrame(
+        {
+            "subject_id": ids,
+            "diagnosis": diagnosis,
+            "split": member.reindex(ids).fillna("").to_numpy(),
+            "target": target,
+        }
+    )
+    for i, col in enumerate(MOSAIC_COLUMNS):
+        pred[col] = scores[:, i]
+    pred["ensemble"] = scores.mean(axis=1)
+    write_predictions(pred, out_tsv)
+    with atomic_output(out_features) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("features", data=features)
+        h5.create_dataset("subject_id", data=ids.astype("S"))
+        h5.create_dataset("diagnosis", data=diagnosis.astype("S"))
+        h5.create_dataset("split", data=pred["split"].to_numpy().astype("S"))
+        h5.attrs["layer"] = FEATURES_LAYER
+    log.info(
+        "predicted %d subjects (%s) with %s",
+        n,
+        ", ".join(f"{k or 'unused'} {v}" for k, v in pred["split"].value_counts().items()),
+        model_dir,
+    )
+    return pred

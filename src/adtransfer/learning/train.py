@@ -1,0 +1,352 @@
+"""Training one model: data -> model -> fit (Keras callbacks) -> evaluate on validation -> save.
+
+One call trains one model of the grid (FDG pre-training at one size, an ECD fine-tune, the ECD scratch
+baseline, or an MMSE regressor). Early stopping on validation loss restores the best weights; BackupAndRestore
+lets a killed job resume from its last finished epoch; CSVLogger writes the history as it goes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adtransfer.errors import InputError
+from adtransfer.io import atomic_output, write_text
+
+log = logging.getLogger("adtransfer")
+
+
+@dataclass
+class TrainSettings:
+    task: str = "classify"  # classify | mmse
+    init: str = "random"  # imagenet | random | path to weights (ignored when fine-tuning)
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 25
+    patience: int = 8
+    early_stopping_start: int = 0  # epochs before early stopping may act (BN statistics settle first)
+    bn_momentum: float | None = 0.9
+    augment_shift: float = 0.03
+    augment_zoom: float = 0.03
+    fc_units: int = 256
+    intensity_range: tuple[float, float] = (0.0, 3.0)
+    seed: int = 42
+    threads: int = 2
+    max_memory_gb: float = 4.0
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSettings:
+        raw = json.loads(text)
+        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+        if unknown:  # a typo must not silently fall back to a default
+            raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
+        if "intensity_range" in raw:
+            raw["intensity_range"] = tuple(raw["intensity_range"])
+        return cls(**raw)
+
+
+def configure_tensorflow(seed: int, threads: int) -> None:
+    """One seed for Python, NumPy and TensorFlow, deterministic ops, and the rule's thread budget."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran in this process (a second call, in tests): keep its threads
+        log.debug("TensorFlow is initialized; thread settings unchanged")
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+# --- exact resume --------------------------------------------------------------------------------------
+# A killed job rerun resumes from the last epoch Keras' BackupAndRestore committed (weights, optimizer, epoch).
+# The rest of the training state is rebuilt from files written at each epoch's end *before* that commit
+# (BackupAndRestore is the last callback, so a kill between them only makes the job redo that epoch):
+#   history.tsv (CSVLogger)          -> EarlyStopping's best / wait / best_epoch and ModelCheckpoint's best
+#   early_stopping/best_NNNN.npz     -> EarlyStopping's best weights (the newest two are kept)
+#   seed_states/NNNN.npz             -> the layers' random-number states (dropout, augmentation) at epoch NNNN
+
+
+def committed_epochs(backup_dir: str | os.PathLike) -> int:
+    """How many epochs BackupAndRestore has committed (its training_metadata.json); 0 without a backup."""
+    meta = Path(backup_dir) / "training_metadata.json"
+    if not meta.exists():
+        return 0
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (ValueError, KeyError):  # killed while Keras wrote it: Keras falls back to its previous copy
+        previous = meta.with_name(meta.name + ".bkp")
+        return int(json.loads(previous.read_text())["epoch"]) if previous.exists() else 0
+
+
+def _epoch_files(folder: Path) -> dict[int, Path]:
+    """{epoch: file} of a folder of `<name>_NNNN.npz` files (temporary files of a killed write are not among them)."""
+    found = (re.fullmatch(r"[a-z]+_(\d{4})\.npz", p.name) for p in folder.iterdir()) if folder.is_dir() else ()
+    return {int(m.group(1)): folder / m.group(0) for m in found if m}
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def prepare_resume(work: Path) -> int:
+    """Cut the work files back to the epochs BackupAndRestore committed; return that number of epochs.
+
+    Rows, best weights and seed states of a later epoch come from an epoch the job will redo (or from a run whose
+    backup is gone: a kill after training finished), so they are dropped."""
+    done = committed_epochs(work / "backup")
+    history = work / "history.tsv"
+    if history.exists():
+        lines = history.read_text().splitlines(keepends=True)
+        kept = [line for line, row in zip(lines[1:], read_history(history), strict=True) if int(row["epoch"]) < done]
+        if kept:
+            write_text(history, "".join(lines[:1] + kept))
+        else:
+            history.unlink()
+    for folder, first_stale in ((work / "early_stopping", done), (work / "seed_states", done + 1)):
+        for epoch, path in _epoch_files(folder).items():
+            if epoch >= first_stale:
+                path.unlink()
+        for leftover in folder.glob(".*.tmp*"):  # a write the kill interrupted
+            leftover.unlink()
+    return done
+
+
+def _save_npz(path: Path, arrays: list) -> None:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, *[np.asarray(a) for a in arrays])
+
+
+def _load_npz(path: Path) -> list[np.ndarray]:
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+def seed_state_backup(folder: str | os.PathLike):
+    """A Keras callback keeping the layers' random-number states (dropout, augmentation), which BackupAndRestore
+    does not save: one file per epoch boundary, restored when the first (resumed) epoch begins."""
+    import keras
+
+    folder = Path(folder)
+
+    class SeedStateBackup(keras.callbacks.Callback):
+        restored = False
+
+        def _states(self):
+            return [v for v in self.model.variables if "seed_generator_state" in v.path]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if not self.restored:  # after BackupAndRestore has loaded the weights (on_train_begin)
+                self.restored = True
+                path = folder / f"states_{epoch:04d}.npz"
+                if path.exists():
+                    for v, value in zip(self._states(), _load_npz(path), strict=True):
+                        v.assign(value)
+
+        def on_epoch_end(self, epoch, logs=None):
+            _save_npz(folder / f"states_{epoch + 1:04d}.npz", self._states())
+            for old, path in _epoch_files(folder).items():
+                if old < epoch:  # the state at `epoch` stays until BackupAndRestore has committed epoch + 1
+                    path.unlink()
+
+    return SeedStateBackup()
+
+
+def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLike, **kwargs):
+    """Keras' EarlyStopping whose state survives a kill: on train begin, Keras' own logic is replayed over the
+    committed history (best, wait, best_epoch, stopped_epoch), and the best weights are read back from the file
+    written when that epoch was the best."""
+    import keras
+
+    history, folder = Path(history), Path(folder)
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            self.replay()
+
+        def replay(self) -> None:
+            """Rebuild the state an uninterrupted run holds after the epochs in the history file."""
+            super().on_train_begin()
+            restore, self.restore_best_weights = self.restore_best_weights, False
+            stop = bool(getattr(self.model, "stop_training", False))
+            try:
+                for row in read_history(history):
+                    value = row.get(self.monitor, "")
+                    logs = {self.monitor: float(value)} if value not in ("", "NA") else {}
+                    super().on_epoch_end(int(row["epoch"]), logs)
+            finally:
+                self.restore_best_weights = restore
+                self.model.stop_training = stop
+            if restore and self.best is not None:
+                path = folder / f"best_{self.best_epoch:04d}.npz"
+                if not path.exists():
+                    raise InputError(f"{path} is missing: cannot resume exactly; delete {folder.parent} to restart")
+                self.best_weights = _load_npz(path)
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if self.restore_best_weights and self.best_weights is not None and self.best_epoch == epoch:
+                _save_npz(folder / f"best_{epoch:04d}.npz", self.best_weights)
+                # the previous best stays until BackupAndRestore has committed this epoch
+                files = _epoch_files(folder)
+                for old in sorted(files)[:-2]:
+                    files[old].unlink()
+
+    return ResumableEarlyStopping(**kwargs)
+
+
+def train_model(
+    cache: str,
+    splits_path: str,
+    set_column: str,
+    out_dir: str | os.PathLike,
+    settings: TrainSettings,
+    pretrained: str | None = None,
+) -> dict:
+    """Train on rows `set_column == "train"`, validate on `== "val"`; write model.keras, history.tsv,
+    metrics.json under out_dir and return the metrics."""
+    from adtransfer.learning.data import EpochCounter, make_dataset, select
+    from adtransfer.learning.splits import read_splits
+
+    splits = read_splits(splits_path)
+    if set_column not in splits.columns:
+        raise InputError(f"{splits_path}: no split column {set_column!r} (have: {', '.join(splits.columns)})")
+    train = select(cache, splits, set_column, "train", settings.task)
+    val = select(cache, splits, set_column, "val", settings.task)
+    if len(train.rows) == 0 or len(val.rows) == 0:
+        raise InputError(
+            f"{splits_path}: split {set_column} has {len(train.rows)} training and {len(val.rows)} "
+            "validation subjects; both must be non-empty"
+        )
+    if settings.task == "classify" and len(set(train.targets.tolist())) < 2:
+        raise InputError(f"{splits_path}: split {set_column} training set has a single class")
+
+    configure_tensorflow(settings.seed, settings.threads)
+    import keras
+
+    from adtransfer.learning import model as models
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if pretrained:
+        net = models.from_pretrained(pretrained, settings.task, settings.fc_units, settings.seed)
+        if settings.bn_momentum is not None:
+            models.set_bn_momentum(net, settings.bn_momentum)
+    else:
+        backbone = models.build_backbone(
+            train.size,
+            settings.init,
+            settings.augment_shift,
+            settings.augment_zoom,
+            settings.seed,
+            settings.bn_momentum,
+        )
+        net = models.add_head(backbone, settings.task, settings.fc_units, settings.seed)
+    models.compile_model(net, settings.task, settings.learning_rate)
+
+    max_bytes = settings.max_memory_gb * 1e9
+    epoch = EpochCounter()
+    train_ds = make_dataset(
+        train, settings.intensity_range, settings.batch_size, True, settings.seed, max_bytes, epoch=epoch
+    )
+    val_ds = make_dataset(val, settings.intensity_range, settings.batch_size, False, settings.seed, max_bytes)
+    # work files beside the outputs: kept across a killed run, removed after success
+    work = out / "work"
+    work.mkdir(exist_ok=True)
+    done = prepare_resume(work)
+    val_losses = [float(row["val_loss"]) for row in read_history(work / "history.tsv")]
+    stopping = resumable_early_stopping(
+        work / "history.tsv",
+        work / "early_stopping",
+        monitor="val_loss",
+        patience=settings.patience,
+        restore_best_weights=True,
+        start_from_epoch=settings.early_stopping_start,
+    )
+    stopping.set_model(net)
+    stopping.replay()  # killed after early stopping had decided: train no further epoch
+    epochs = done if stopping.stopped_epoch else settings.epochs
+    callbacks = [
+        epoch.callback(),  # before the others: the epoch's shuffle order is set when it begins
+        seed_state_backup(work / "seed_states"),
+        keras.callbacks.ModelCheckpoint(
+            str(work / "best.keras"),
+            monitor="val_loss",
+            save_best_only=True,
+            initial_value_threshold=min(val_losses) if val_losses else None,
+        ),
+        stopping,
+        keras.callbacks.CSVLogger(str(work / "history.tsv"), separator="\t", append=True),
+        # last: it commits an epoch after everything above has written that epoch's state
+        keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True),
+    ]
+    log.info(
+        "training %s on %d subjects (%d mosaics), validating on %d subjects; %s",
+        out,
+        len(train.rows),
+        train.n,
+        len(val.rows),
+        "fine-tuning " + pretrained if pretrained else f"init {settings.init}",
+    )
+    start = time.perf_counter()
+    if done:
+        log.info("resuming after %d committed epochs (best so far: epoch %d)", done, stopping.best_epoch)
+    # shuffle=False: the dataset shuffles itself per (seed, epoch); Keras cannot shuffle a tf.data pipeline
+    net.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=2, shuffle=False)
+    seconds = time.perf_counter() - start
+
+    metrics = {
+        "set": set_column,
+        "n_train": int(len(train.rows)),
+        "n_val": int(len(val.rows)),
+        "seconds": round(seconds, 1),
+        "pretrained": pretrained,
+        "best_epoch": int(stopping.best_epoch),  # 0-based, as history.tsv's epoch column
+        "stopped_epoch": int(stopping.stopped_epoch) or None,
+        "settings": asdict(settings),
+    }
+    metrics.update(validation_metrics(net, val, settings))
+    history = (work / "history.tsv").read_text()
+    metrics["epochs_run"] = max(0, len(history.strip().splitlines()) - 1)
+    with atomic_output(out / "model.keras") as tmp:
+        net.save(tmp)
+    write_text(out / "history.tsv", history)
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return metrics
+
+
+def validation_metrics(net, val, settings: TrainSettings) -> dict:
+    """Validation metrics of the restored (best) weights: per mosaic and as the paper's 3-mosaic ensemble."""
+    from sklearn.metrics import mean_absolute_error, roc_auc_score
+
+    from adtransfer.learning.data import load_mosaics
+
+    x = load_mosaics(val, settings.intensity_range)
+    pred = net.predict(x, batch_size=settings.batch_size, verbose=0)
+    if settings.task == "classify":
+        p = pred[:, 1].reshape(-1, val.n_sets)
+        y = val.targets
+        single = len(set(y.tolist())) < 2
+        return {
+            "val_auc_mosaic": None if single else float(roc_auc_score(val.sample_targets(), p.reshape(-1))),
+            "val_auc_ensemble": None if single else float(roc_auc_score(y, p.mean(axis=1))),
+            "val_accuracy_ensemble": float(np.mean((p.mean(axis=1) >= 0.5) == y)),
+        }
+    p = np.asarray(pred).reshape(-1, val.n_sets).mean(axis=1)
+    return {"val_mae_ensemble": float(mean_absolute_error(val.targets, p))}
