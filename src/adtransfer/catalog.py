@@ -11,6 +11,7 @@ ecd/from_fdg_n160_r2. FDG pre-training, the MMSE models and the ROI baselines ar
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 REPLICATE_SEED_STEP = 1000  # replicate r of a count trains with seed + 1000 r
@@ -129,10 +130,21 @@ def grid(
     return models
 
 
-def by_name(
-    sizes: list[int], replicates: int | list[int] | None = 1, init: str = "random", mmse_init: str = "classifier"
-) -> dict[str, Model]:
-    return {m.name: m for m in grid(sizes, replicates, init, mmse_init)}
+def grid_spec(config: dict) -> dict:
+    """The config values the model grid depends on. The workflow builds its grid from them, and steps that read the
+    grid (tables, figures) receive the same dict as `--grid JSON`, so the two can never disagree."""
+    splits, train = config.get("splits") or {}, config.get("train") or {}
+    return {
+        "sizes": [int(s) for s in splits.get("pretrain_sizes", [])],
+        "replicates": train.get("replicates", 1),
+        "init": train.get("init", "random"),
+        "mmse_init": train.get("mmse_init", "classifier"),
+    }
+
+
+def grid_from_spec(spec: dict | str) -> list[Model]:
+    """The grid of a `grid_spec` dict (or its JSON text, as steps receive it)."""
+    return grid(**(json.loads(spec) if isinstance(spec, str) else spec))
 
 
 # --- pre-specified comparisons (config `comparisons`) ----------------------------------------------------

@@ -15,7 +15,7 @@ sys.path.insert(0, SRC)
 # (quadrupled braces: both the f-string and Snakemake format the prefix; the clone's path is quoted for the shell)
 shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
-from adtransfer.catalog import grid as model_grid, replicate_count, replicate_seed
+from adtransfer.catalog import grid_from_spec, grid_spec, replicate_count, replicate_seed
 from adtransfer.inputs.cohort import read_participants
 from adtransfer.errors import InputError
 from adtransfer.learning.splits import mmse_min_for
@@ -180,11 +180,9 @@ def model_files(folder):
 # --- evaluation, explanation, report --------------------------------------------------------------------
 
 # The model grid by name (src/adtransfer/catalog.py): CNNs and the ROI baseline beside each training set.
-MODELS = (
-    {m.name: m for m in model_grid(SIZES, REPLICATES, TRAIN.get("init", "random"), TRAIN.get("mmse_init", "classifier"))}
-    if SPLITS
-    else {}
-)
+MODELS = {m.name: m for m in grid_from_spec(grid_spec(config))} if SPLITS else {}
+# what steps that read the grid (tables, figures) receive as --grid: the same values, so the same grid
+GRID_SPEC = json.dumps(grid_spec(config), sort_keys=True)
 ROLE_COHORT = {"fdg": FDG, "ecd": ECD}
 EVAL = config.get("evaluate", {})
 EXPLAIN = config.get("explain", {})
