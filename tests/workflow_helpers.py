@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
 
 
-TRAIN_RULES = {"train_fdg", "finetune_ecd", "train_ecd_scratch", "train_mmse_fdg", "finetune_mmse_ecd"}
+TRAIN_RULES = {"train"}  # one rule trains every CNN of the catalog
 
 # The smallest config that runs every stage, training included, in a few minutes on 2 cores.
 _TINY_TRAINING = {
@@ -116,3 +116,17 @@ def scheduled_subjects(output: str, rule: str = "preprocess") -> set[str]:
         if m and current == rule:
             subjects.add(m.group(1))
     return subjects
+
+
+def job_blocks(stdout: str) -> list[str]:
+    """A dry run's job listings, one string each (each starts with a timestamp line)."""
+    return re.split(r"\n\[\w{3} \w{3} ", stdout)
+
+
+def train_jobs(stdout: str) -> dict[str, str]:
+    """Model name -> the dry run's listing of its training job (rule `train`, wildcard `model`)."""
+    jobs = {}
+    for block in job_blocks(stdout):
+        if re.search(r"^rule train:", block, re.M):
+            jobs[re.search(r"wildcards: model=(\S+)", block)[1]] = block
+    return jobs

@@ -29,6 +29,7 @@ class Model:
     pretrained: str | None = None
     replicate: int = 0
     base: str | None = None  # replicate 0's name (None: this is replicate 0)
+    replicated: bool = False  # in the replicated ECD stage: trains with its replicate's seed (replicate 0 too)
 
     @property
     def classify(self) -> bool:
@@ -75,10 +76,11 @@ def _ecd_stage(sizes: list[int], init: str) -> list[Model]:
             f"Inception v3, FDG {s} pre-trained",
             s,
             f"fdg/n{s}",
+            replicated=True,
         )
         for s in sizes
     ]
-    models.append(Model("ecd/scratch", "ecd", "classify", "nall", "cnn", comparator_label(init)))
+    models.append(Model("ecd/scratch", "ecd", "classify", "nall", "cnn", comparator_label(init), replicated=True))
     return models
 
 

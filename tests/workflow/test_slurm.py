@@ -19,6 +19,7 @@ from slurm_cluster import GPUS, slurm_cluster_fixture
 from workflow_helpers import (
     ROOT,
     TRAIN_RULES,
+    job_blocks,
     job_counts,
     snakemake,
     snakemake_command,
@@ -66,7 +67,7 @@ def gpu_tagged_rules(workdir: Path, configfile: Path) -> set[str]:
     """Rules whose jobs declare gpu=1, read from a plain dry run (without the SLURM profile)."""
     out = snakemake(workdir, configfile, "-n").stdout
     rules = set()
-    for block in re.split(r"\n\[\w{3} \w{3} ", out):
+    for block in job_blocks(out):
         m = re.search(r"^(?:local)?rule (\S+):", block, re.M)
         if m and re.search(r"resources: .*\bgpu=1\b", block):
             rules.add(m.group(1))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, job_counts, snakemake, tiny_training_config, write_config
+from workflow_helpers import ROOT, job_counts, snakemake, tiny_training_config, train_jobs, write_config
 
 
 def test_default_config_dry_run(tmp_path):
@@ -25,8 +25,11 @@ def test_default_config_dry_run(tmp_path):
     # the ECD stage once per replicate (its own job each), FDG pre-training and MMSE once
     reps = cfg["train"]["replicates"]
     assert reps >= 3
-    assert counts["train_fdg"] == n_sizes and counts["finetune_ecd"] == n_sizes * reps
-    assert counts["train_ecd_scratch"] == reps and counts["train_mmse_fdg"] == 1
+    trained = train_jobs(proc.stdout)
+    assert sum(m.startswith("fdg/") for m in trained) == n_sizes
+    assert sum(m.startswith("ecd/from_fdg_") for m in trained) == n_sizes * reps
+    assert sum(m.startswith("ecd/scratch") for m in trained) == reps
+    assert sum(m.startswith("mmse/") for m in trained) == 2
     n_cnn = 2 * n_sizes + 1 + 2
     assert counts["predict"] == n_cnn + (n_sizes + 1) * (reps - 1)  # every replicate predicts and is evaluated
     assert counts["evaluate"] == counts["predict"] + counts["train_baseline"]
@@ -41,9 +44,11 @@ def test_paper_config_dry_run(tmp_path):
     counts = job_counts(proc.stdout)
     assert counts["preprocess"] == 629 + 638 + 654 + 113 + 134
     # the paper's grid: 5 FDG pre-trainings (100..1000), 5 ECD fine-tunes, the scratch baseline, MMSE FDG -> ECD
-    assert counts["train_fdg"] == 5 and counts["finetune_ecd"] == 5
-    assert counts["train_ecd_scratch"] == 1
-    assert counts["train_mmse_fdg"] == 1 and counts["finetune_mmse_ecd"] == 1
+    assert sorted(train_jobs(proc.stdout)) == sorted(
+        [f"fdg/n{s}" for s in (100, 200, 400, 800, 1000)]
+        + [f"ecd/from_fdg_n{s}" for s in (100, 200, 400, 800, 1000)]
+        + ["ecd/scratch", "mmse/fdg", "mmse/ecd_from_fdg"]
+    )
     assert counts["split"] == 2
     # every CNN predicts (13) and every classifier is explained (11); an ROI baseline beside each training set:
     # 5 FDG sizes, the ECD set, FDG and ECD MMSE (8); one evaluation per model (21)
@@ -56,23 +61,21 @@ def test_paper_config_dry_run(tmp_path):
 @pytest.mark.parametrize("mmse_init", [None, "classifier", "init"])
 def test_fdg_mmse_model_fine_tunes_the_largest_fdg_classifier(tmp_path, mmse_init):
     """The paper's FDG MMSE model fine-tunes the classification model (Fig. 5); `train.mmse_init: init` keeps the
-    training init instead. The dry run's train_mmse_fdg command says which."""
+    training init instead. The dry run's command training mmse/fdg says which."""
     cfg = tiny_training_config(splits={**tiny_training_config()["splits"], "pretrain_sizes": [4, 8]})
     if mmse_init:
         cfg["train"]["mmse_init"] = mmse_init
     path = write_config(tmp_path / "mmse_init.yaml", cfg)
     proc = snakemake(tmp_path, path, "results/models/mmse/fdg/metrics.json", "-n", "-p")
-    block = re.split(r"\n\[\w{3} \w{3} ", proc.stdout)
-    (mmse_job,) = [b for b in block if "rule train_mmse_fdg:" in b]
-    command = mmse_job.split("--set mmse_set", 1)[1].splitlines()[0]
-    counts = job_counts(proc.stdout)
+    trained = train_jobs(proc.stdout)
+    command = trained["mmse/fdg"].split("--set mmse_set", 1)[1].splitlines()[0]
     if mmse_init == "init":
         assert "--pretrained" not in command
-        assert "train_fdg" not in counts
+        assert sorted(trained) == ["mmse/fdg"]
         assert '"learning_rate": 0.001' in command
     else:
         assert "--pretrained results/models/fdg/n8/model.keras" in command
-        assert counts["train_fdg"] == 1  # n8 only: the largest size
+        assert sorted(trained) == ["fdg/n8", "mmse/fdg"]  # n8 only: the largest size
         assert '"learning_rate": 0.0001' in command  # finetune_learning_rate
 
 
@@ -86,10 +89,9 @@ def test_training_jobs_are_gpu_tagged(tmp_path):
         "--resources",
         "gpu=1",
     )
-    blocks = re.split(r"\n\[\w{3} \w{3} ", proc.stdout)  # each job's listing starts with a timestamp line
-    train_blocks = [b for b in blocks if re.search(r"rule (train_|finetune_)", b)]
-    assert len(train_blocks) == 2
-    for block in train_blocks:
+    train_blocks = train_jobs(proc.stdout)
+    assert sorted(train_blocks) == ["ecd/from_fdg_n100", "fdg/n100"]
+    for block in train_blocks.values():
         assert re.search(r"resources: .*gpu=1", block), block
 
 
@@ -104,12 +106,11 @@ def test_replicate_jobs_are_gpu_tagged_and_seeded_apart(tmp_path):
         "--resources",
         "gpu=1",
     )
-    blocks = re.split(r"\n\[\w{3} \w{3} ", proc.stdout)
-    train_blocks = [b for b in blocks if re.search(r"rule (train_ecd_scratch|finetune_ecd):", b)]
-    assert len(train_blocks) == 2
-    seeds = sorted(int(m) for b in train_blocks for m in re.findall(r'"seed": (\d+)', b))
+    train_blocks = {m: b for m, b in train_jobs(proc.stdout).items() if m.startswith("ecd/")}
+    assert sorted(train_blocks) == ["ecd/from_fdg_n80_r1", "ecd/scratch_r2"]
+    seeds = sorted(int(m) for b in train_blocks.values() for m in re.findall(r'"seed": (\d+)', b))
     assert seeds == [42 + 1000, 42 + 2000]
-    for block in train_blocks:
+    for block in train_blocks.values():
         assert re.search(r"resources: .*gpu=1", block), block
 
 

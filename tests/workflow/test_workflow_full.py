@@ -27,6 +27,7 @@ from workflow_helpers import (
     snakemake,
     snakemake_command,
     tiny_training_config,
+    train_jobs,
     write_config,
 )
 
@@ -112,7 +113,7 @@ def test_changing_a_training_parameter_retrains_but_keeps_the_data(full_run):
     work, _ = full_run
     proc = snakemake(work, _config(work, train__learning_rate=5e-4), "-n")
     rules = set(job_counts(proc.stdout))
-    assert {"train_fdg", "train_ecd_scratch", "train_mmse_fdg"} <= rules
+    assert {"fdg/n8", "ecd/scratch", "mmse/fdg", "mmse/ecd_from_fdg"} <= set(train_jobs(proc.stdout))
     assert {"predict", "evaluate", "tables"} <= rules
     assert not rules & DATA_RULES, rules
 
@@ -145,7 +146,7 @@ def test_interrupted_run_finishes_with_the_same_results(full_run):
         text=True,
         start_new_session=True,
     )
-    log = work / "results/logs/train/ecd_scratch.log"
+    log = work / "results/logs/train/ecd/scratch.log"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if log.exists() and "training" in log.read_text():  # the job is in Keras, before its first epoch ends
@@ -157,7 +158,7 @@ def test_interrupted_run_finishes_with_the_same_results(full_run):
     assert proc.returncode != 0
     assert not (target / "metrics.json").exists()  # no half-written outputs left
     done = snakemake(work, cfg, "--rerun-incomplete", timeout=1200)
-    assert re.search(r"rule train_ecd_scratch", done.stdout + done.stderr)
+    assert re.search(r"wildcards: model=ecd/scratch\b", done.stdout + done.stderr)
     after = json.loads((target / "metrics.json").read_text())
     for key in ("val_auc_ensemble", "val_accuracy_ensemble", "epochs_run"):
         assert after[key] == before[key], (key, before[key], after[key])

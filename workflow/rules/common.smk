@@ -4,6 +4,7 @@
 
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -153,24 +154,28 @@ def fixed_test_file(wildcards):
 REPLICATES = TRAIN.get("replicates", 1)
 
 
-def replicate_of(wildcards):
-    """The replicate number in a training rule's `rep` wildcard ("" = 0, "_r2" = 2)."""
-    return int(wildcards.rep[2:]) if wildcards.rep else 0
-
-
-def train_settings(cohort, task, finetune=False, replicate=None):
-    """JSON settings of one training job, from config `train` and `seed`. `replicate`: a job of the replicated ECD
-    stage, with that replicate's own seed; every other model (replicate None) trains with the config seed."""
-    if cohort not in config["cohorts"]:  # no training grid in this config (no `splits`): rules stay unused
-        return "{}"
-    modality = config["cohorts"][cohort]["modality"]
+def train_settings(model):
+    """JSON settings of one model's training job, from config `train` and `seed`. The replicated ECD stage trains
+    each replicate with its own seed (catalog.replicate_seed); every other model with the config seed."""
+    modality = config["cohorts"][ROLE_COHORT[model.role]]["modality"]
     units = TRAIN.get("fc_units_fdg", 256) if modality == "fdg_pet" else TRAIN.get("fc_units_ecd", 128)
+    finetune = model.pretrained is not None
     lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if finetune else TRAIN.get("learning_rate")
     settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "early_stopping_start", "bn_momentum", "augment_shift",
                                       "augment_zoom", "max_memory_gb") if k in TRAIN}
-    settings.update(task=task, learning_rate=lr, fc_units=units, seed=config["seed"] if replicate is None else replicate_seed(config["seed"], REPLICATES, replicate),
-                    intensity_range=INTENSITY[modality])
+    seed = replicate_seed(config["seed"], REPLICATES, model.replicate) if model.replicated else config["seed"]
+    settings.update(task=model.task, learning_rate=lr, fc_units=units, seed=seed, intensity_range=INTENSITY[modality])
     return json.dumps(settings, sort_keys=True)
+
+
+def train_inputs(wildcards):
+    """A CNN's cache and splits (its cohort's), and its parent model when it fine-tunes one (catalog)."""
+    model = MODELS[wildcards.model]
+    cohort = ROLE_COHORT[model.role]
+    inputs = {"cache": f"results/cache/{cohort}.h5", "splits": f"results/splits/{cohort}.tsv"}
+    if model.pretrained:
+        inputs["pretrained"] = f"results/models/{model.pretrained}/model.keras"
+    return inputs
 
 
 def model_files(folder):
@@ -183,6 +188,8 @@ def model_files(folder):
 MODELS = {m.name: m for m in grid_from_spec(grid_spec(config))} if SPLITS else {}
 # what steps that read the grid (tables, figures) receive as --grid: the same values, so the same grid
 GRID_SPEC = json.dumps(grid_spec(config), sort_keys=True)
+# the `model` wildcard of the training rule: exactly the catalog's CNNs (a never-matching pattern without a grid)
+CNN_PATTERN = "|".join(re.escape(m) for m, spec in MODELS.items() if spec.kind == "cnn") or "(?!)"
 ROLE_COHORT = {"fdg": FDG, "ecd": ECD}
 EVAL = config.get("evaluate", {})
 EXPLAIN = config.get("explain", {})
