@@ -12,9 +12,24 @@ ecd/from_fdg_n160_r2. FDG pre-training, the MMSE models and the ROI baselines ar
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 
 REPLICATE_SEED_STEP = 1000  # replicate r of a count trains with seed + 1000 r
+
+# The split table's training-set columns (learning/splits.py writes them; every model names one as set_column).
+POOL_SET = "nall"  # a cohort without a size study (ECD): every AD/NC subject outside the test set
+MMSE_SET = "mmse_set"  # subjects with an MMSE score (regression)
+
+
+def size_set(size: int) -> str:
+    """The nested pre-training subset of `size` subjects."""
+    return f"n{size}"
+
+
+def is_classification_set(column: str) -> bool:
+    """A split column holding one classification training set (a size subset or the pool)."""
+    return column == POOL_SET or re.fullmatch(r"n\d+", column) is not None
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,7 @@ def _ecd_stage(sizes: list[int], init: str) -> list[Model]:
             f"ecd/from_fdg_n{s}",
             "ecd",
             "classify",
-            "nall",
+            POOL_SET,
             "cnn",
             f"Inception v3, FDG {s} pre-trained",
             s,
@@ -80,7 +95,7 @@ def _ecd_stage(sizes: list[int], init: str) -> list[Model]:
         )
         for s in sizes
     ]
-    models.append(Model("ecd/scratch", "ecd", "classify", "nall", "cnn", comparator_label(init), replicated=True))
+    models.append(Model("ecd/scratch", "ecd", "classify", POOL_SET, "cnn", comparator_label(init), replicated=True))
     return models
 
 
@@ -106,27 +121,29 @@ def grid(
     pre-training size) or "init" (it starts from `train.init` like a classifier does)."""
     models = []
     for s in sizes:
-        models.append(Model(f"fdg/n{s}", "fdg", "classify", f"n{s}", "cnn", f"Inception v3, FDG {s}", s))
-        models.append(Model(f"roi/fdg/n{s}", "fdg", "classify", f"n{s}", "roi", f"ROI logistic, FDG {s}", s))
+        models.append(Model(f"fdg/{size_set(s)}", "fdg", "classify", size_set(s), "cnn", f"Inception v3, FDG {s}", s))
+        models.append(
+            Model(f"roi/fdg/{size_set(s)}", "fdg", "classify", size_set(s), "roi", f"ROI logistic, FDG {s}", s)
+        )
     ecd_stage = _ecd_stage(sizes, init)
     models += ecd_stage
-    models.append(Model("roi/ecd/nall", "ecd", "classify", "nall", "roi", "ROI logistic"))
+    models.append(Model(f"roi/ecd/{POOL_SET}", "ecd", "classify", POOL_SET, "roi", "ROI logistic"))
     mmse_parent = f"fdg/n{max(sizes)}" if sizes and mmse_init == "classifier" else None
-    models.append(Model("mmse/fdg", "fdg", "mmse", "mmse_set", "cnn", "Inception v3 MMSE, FDG", None, mmse_parent))
+    models.append(Model("mmse/fdg", "fdg", "mmse", MMSE_SET, "cnn", "Inception v3 MMSE, FDG", None, mmse_parent))
     models.append(
         Model(
             "mmse/ecd_from_fdg",
             "ecd",
             "mmse",
-            "mmse_set",
+            MMSE_SET,
             "cnn",
             "Inception v3 MMSE, ECD (FDG pre-trained)",
             None,
             "mmse/fdg",
         )
     )
-    models.append(Model("roi/mmse/fdg", "fdg", "mmse", "mmse_set", "roi", "ROI ridge MMSE, FDG"))
-    models.append(Model("roi/mmse/ecd", "ecd", "mmse", "mmse_set", "roi", "ROI ridge MMSE, ECD"))
+    models.append(Model("roi/mmse/fdg", "fdg", "mmse", MMSE_SET, "roi", "ROI ridge MMSE, FDG"))
+    models.append(Model("roi/mmse/ecd", "ecd", "mmse", MMSE_SET, "roi", "ROI ridge MMSE, ECD"))
     for m in ecd_stage:
         models += _replicas(m, replicate_count(replicates))
     return models

@@ -141,7 +141,8 @@ def cmd_cache(args: argparse.Namespace) -> None:
 def cmd_split(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from adtransfer.learning.splits import make_splits, read_fixed_test, size_column, write_splits
+    from adtransfer.catalog import is_classification_set
+    from adtransfer.learning.splits import make_splits, read_fixed_test, write_splits
 
     df = pd.read_csv(args.table, sep="\t", dtype={"subject_id": str}, keep_default_na=True)
     counts = json.loads(args.test_counts) if args.test_counts else None
@@ -149,9 +150,6 @@ def cmd_split(args: argparse.Namespace) -> None:
     splits = make_splits(
         df, counts, args.sizes, args.val_fraction, args.seed, args.mmse_include_mci, args.mmse_min, fixed
     )
-    if args.sizes is None:  # one training set: the whole pool, under a fixed name
-        pool_col = [c for c in splits.columns if c.startswith("n") and c[1:].isdigit()][0]
-        splits = splits.rename(columns={pool_col: size_column("all")})
     write_splits(splits, args.out)
     log.info(
         "%s: %d test subjects; %s",
@@ -160,7 +158,7 @@ def cmd_split(args: argparse.Namespace) -> None:
         ", ".join(
             f"{c}: {int((splits[c] == 'train').sum())} train / {int((splits[c] == 'val').sum())} val"
             for c in splits.columns
-            if c.startswith("n") and c != "n"
+            if is_classification_set(c)
         ),
     )
 

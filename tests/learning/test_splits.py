@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from adtransfer.catalog import POOL_SET, size_set
 from adtransfer.cli import main
 from adtransfer.errors import InputError
 from adtransfer.learning import splits as sp
@@ -110,7 +111,7 @@ def test_mci_never_in_classification(fdg, ecd):
 
 
 def test_subset_sizes_and_nesting(fdg):
-    used = {size: members(fdg, sp.size_column(size)) for size in SIZES}
+    used = {size: members(fdg, size_set(size)) for size in SIZES}
     for size in SIZES:
         assert len(used[size]) == size
     assert used[100] < used[200] < used[300]
@@ -121,7 +122,7 @@ def test_subsets_keep_the_pool_class_balance(fdg):
     fraction_ad = (pool["diagnosis"] == "AD").mean()
     assert fraction_ad == pytest.approx((N_AD - 118) / (N_AD + N_NC - 118 - 149))
     for size in SIZES:
-        chosen = fdg[fdg[sp.size_column(size)] != ""]
+        chosen = fdg[fdg[size_set(size)] != ""]
         n_ad = int((chosen["diagnosis"] == "AD").sum())
         assert abs(n_ad - size * fraction_ad) <= 1, (size, n_ad, size * fraction_ad)
 
@@ -130,7 +131,7 @@ def test_subsets_keep_the_pool_class_balance(fdg):
 def test_validation_fraction_and_stratification(cohort, val_fraction):
     df = sp.make_splits(cohort, TEST_COUNTS, SIZES, val_fraction, seed=11)
     for size in SIZES:
-        col = df[sp.size_column(size)]
+        col = df[size_set(size)]
         val = df[col == "val"]
         assert math.floor(size * val_fraction) <= len(val) <= math.ceil(size * val_fraction), (size, len(val))
         assert (col == "train").sum() == size - len(val)
@@ -148,7 +149,7 @@ def test_default_val_fraction_is_one_fifth(cohort):
 def test_ecd_one_training_set_is_the_whole_pool(ecd):
     cols = split_columns(ecd)
     pool = set(ecd.loc[~ecd["test"] & ecd["diagnosis"].isin(sp.CLASSES), "subject_id"])
-    assert cols == [sp.size_column(len(pool))]
+    assert cols == [POOL_SET]
     assert members(ecd, cols[0]) == pool
     # subjects without an MMSE still enter classification
     assert ecd.loc[ecd["subject_id"].isin(pool), "mmse"].isna().any()
@@ -237,7 +238,7 @@ def test_fixed_test_file_used_verbatim(tmp_path, cohort, fmt):
     pool = cohort[~cohort["subject_id"].isin(ids) & cohort["diagnosis"].isin(sp.CLASSES)]
     whole = sp.make_splits(cohort, None, None, 0.2, seed=2, fixed_test=fixed)
     assert set(whole.loc[whole["test"], "subject_id"]) == ids
-    assert members(whole, sp.size_column(len(pool))) == set(pool["subject_id"])
+    assert members(whole, POOL_SET) == set(pool["subject_id"])
 
 
 def test_fixed_test_with_unknown_ids_names_them(cohort):
@@ -260,7 +261,7 @@ def test_size_larger_than_pool(cohort):
     assert str(pool + 1) in msg and str(pool) in msg and "test" in msg
     # the whole pool is allowed
     df = sp.make_splits(cohort, TEST_COUNTS, [pool], 0.2, seed=0)
-    assert len(members(df, sp.size_column(pool))) == pool
+    assert len(members(df, size_set(pool))) == pool
 
 
 @pytest.mark.parametrize(

@@ -13,20 +13,16 @@ Everything is drawn from one seeded generator, so the same config gives the same
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from adtransfer.catalog import MMSE_SET, POOL_SET, is_classification_set, size_set
 from adtransfer.errors import InputError
 from adtransfer.io import atomic_output
 
 CLASSES = ("AD", "NC")
-
-
-def size_column(size: int | str) -> str:
-    return f"n{size}"
 
 
 def _take_stratified(
@@ -69,6 +65,7 @@ def make_splits(
     out["test"] = out["subject_id"].isin(test)
     pool = {c: [s for s in ids if s not in test] for c, ids in by_class.items()}
     pool_size = sum(len(v) for v in pool.values())
+    size_study = bool(sizes)
     sizes = sorted(sizes) if sizes else [pool_size]
     if sizes[-1] > pool_size:
         raise InputError(f"pre-training size {sizes[-1]} exceeds the {pool_size} AD/NC subjects outside the test set")
@@ -91,7 +88,7 @@ def make_splits(
         col = pd.Series("", index=out.index)
         col[out["subject_id"].isin(train)] = "train"
         col[out["subject_id"].isin(val)] = "val"
-        out[size_column(size)] = col
+        out[size_set(size) if size_study else POOL_SET] = col
     # MMSE regression: subjects with a score (>= mmse_min), MCI optional; test subjects stay test
     eligible = out["mmse"].notna() & (out["mmse"] >= mmse_min)
     eligible &= out["diagnosis"].isin(CLASSES + (("MCI",) if mmse_include_mci else ()))
@@ -111,7 +108,7 @@ def make_splits(
         train, val = train_test_split(fit, test_size=val_fraction, random_state=int(rng.integers(2**31)))
         mmse_set[out["subject_id"].isin(train)] = "train"
         mmse_set[out["subject_id"].isin(val)] = "val"
-    out["mmse_set"] = mmse_set
+    out[MMSE_SET] = mmse_set
     check_splits(out)
     return out
 
@@ -136,14 +133,14 @@ def split_membership(splits: pd.DataFrame, set_column: str) -> pd.Series:
         raise InputError(f"split table has no column {set_column!r}")
     member = splits[set_column].fillna("").astype(str)
     member = member.where(member.isin(["train", "val", "test"]), "")
-    if set_column != "mmse_set":
+    if set_column != MMSE_SET:
         member[splits["test"].astype(bool)] = "test"
     return pd.Series(member.to_numpy(), index=splits["subject_id"].to_numpy())
 
 
 def check_splits(splits: pd.DataFrame) -> None:
     """The invariants every consumer relies on; raised at run time, not only in tests."""
-    cols = [c for c in splits.columns if re.fullmatch(r"n(\d+|all)", c)]
+    cols = [c for c in splits.columns if is_classification_set(c)]
     test = splits["test"].astype(bool)
     for col in cols:
         if (splits.loc[test, col] != "").any():
@@ -155,7 +152,7 @@ def check_splits(splits: pd.DataFrame) -> None:
     for small, large in zip(used, used[1:], strict=False):
         if not small <= large:
             raise AssertionError("pre-training subsets do not nest")
-    if (splits.loc[test, "mmse_set"].isin(["train", "val"])).any():
+    if (splits.loc[test, MMSE_SET].isin(["train", "val"])).any():
         raise AssertionError("an MMSE training subject is in the classification test set")
 
 
