@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 from workflow_helpers import ROOT, snakemake, write_config
 
+from adtransfer import modalities
 from adtransfer.configuration import config_problems
 
 SCHEMA = str(ROOT / "src" / "adtransfer" / "schemas" / "config.schema.yaml")
@@ -52,6 +53,9 @@ def test_paper_config_holds_the_papers_numbers():
         lambda c: c.update(comparisons={"primary": [{"a": "ecd/scratch"}]}),
         lambda c: c["cohorts"]["fdg"]["synthetic"].update(effect_pattern="blobs"),
         lambda c: c["train"].update(mmse_init="imagenet"),
+        lambda c: c["train"].update(fc_units={"hmpao_spect": 64}),  # a modality the registry does not know
+        lambda c: c["train"].update(intensity_range={"fdg": [0, 3]}),  # an alias is not a config name
+        lambda c: c["train"].update(fc_units={"fdg_pet": 0}),
     ],
 )
 def test_schema_rejects(mutate):
@@ -97,3 +101,19 @@ def test_comparison_naming_an_unknown_model_is_refused():
     assert any("no model 'ecd/from_fdg_n999'" in p for p in config_problems(cfg))
     cfg["comparisons"] = {"primary": [{"a": "fdg/n80", "b": "ecd/scratch"}]}  # different test subjects
     assert any("not scored on the same test subjects" in p for p in config_problems(cfg))
+
+
+def test_schema_modalities_are_the_registrys():
+    """Adding a modality to the registry without the schema (or the reverse) fails here, not in a user's run."""
+    schema = yaml.safe_load(open(SCHEMA))
+    assert schema["definitions"]["modality"]["enum"] == list(modalities.MODALITIES)
+
+
+def test_modality_registry_resolves_aliases_and_names_the_known_ones():
+    assert modalities.get("FDG").name == "fdg_pet" and modalities.get("ecd_spect").name == "ecd_spect"
+    with pytest.raises(ValueError, match="known: fdg_pet .*ecd_spect"):
+        modalities.get("hmpao")
+    # config overrides win, else the registry's defaults (the paper's head widths)
+    assert modalities.fc_units("ecd_spect", {"fdg_pet": 16}) == 128
+    assert modalities.fc_units("fdg_pet", {"fdg_pet": 16}) == 16
+    assert modalities.intensity_range("ecd_spect", None) == [-4.0, 4.0]

@@ -15,18 +15,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from adtransfer import modalities
 from adtransfer.errors import InputError
 
 log = logging.getLogger("adtransfer")
 
-MODALITY_ALIASES = {"fdg": "fdg_pet", "fdg_pet": "fdg_pet", "ecd": "ecd_spect", "ecd_spect": "ecd_spect"}
-
 
 def _modality(value: str) -> str:
     try:
-        return MODALITY_ALIASES[value.lower()]
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"unknown modality '{value}' (fdg or ecd)") from None
+        return modalities.get(value).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _triple(kind: type) -> Callable[[str], tuple]:

@@ -17,6 +17,7 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from adtransfer.catalog import grid_from_spec, grid_spec, replicate_count, replicate_seed
+from adtransfer import modalities
 from adtransfer.inputs.cohort import read_participants
 from adtransfer.errors import InputError
 from adtransfer.learning.splits import mmse_min_for
@@ -125,7 +126,6 @@ SIZES = SPLITS.get("pretrain_sizes", [])
 if SPLITS and not {FDG, ECD} <= set(COHORTS):
     sys.exit(f"config: splits.fdg_cohort '{FDG}' and splits.ecd_cohort '{ECD}' must name cohorts")
 TRAIN_THREADS = TRAIN.get("threads", 2)
-INTENSITY = {"fdg_pet": [0.0, 3.0], "ecd_spect": [-4.0, 4.0], **TRAIN.get("intensity_range", {})}
 
 
 def split_args(cohort):
@@ -158,13 +158,13 @@ def train_settings(model):
     """JSON settings of one model's training job, from config `train` and `seed`. The replicated ECD stage trains
     each replicate with its own seed (catalog.replicate_seed); every other model with the config seed."""
     modality = config["cohorts"][ROLE_COHORT[model.role]]["modality"]
-    units = TRAIN.get("fc_units_fdg", 256) if modality == "fdg_pet" else TRAIN.get("fc_units_ecd", 128)
+    units = modalities.fc_units(modality, TRAIN.get("fc_units"))
     finetune = model.pretrained is not None
     lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if finetune else TRAIN.get("learning_rate")
     settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "early_stopping_start", "bn_momentum", "augment_shift",
                                       "augment_zoom", "max_memory_gb") if k in TRAIN}
     seed = replicate_seed(config["seed"], REPLICATES, model.replicate) if model.replicated else config["seed"]
-    settings.update(task=model.task, learning_rate=lr, fc_units=units, seed=seed, intensity_range=INTENSITY[modality])
+    settings.update(task=model.task, learning_rate=lr, fc_units=units, seed=seed, intensity_range=modalities.intensity_range(modality, TRAIN.get("intensity_range")))
     return json.dumps(settings, sort_keys=True)
 
 

@@ -26,14 +26,14 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
 
-from adtransfer import __version__
+from adtransfer import __version__, modalities
 from adtransfer.errors import InputError
 from adtransfer.imaging.grid import Grid, crop
 from adtransfer.imaging.registration import RegistrationSettings
 from adtransfer.imaging.templates import MNI_2MM, load_templates
 from adtransfer.io import load_volume, save_nifti, sha256_file, write_text
 
-MODALITIES = ("fdg_pet", "ecd_spect")
+MODALITIES = tuple(modalities.MODALITIES)
 # AAL3 name prefixes usable as FDG reference regions besides the whole brain
 REFERENCE_REGIONS = {"brain": None, "cerebellum": ["Cerebellum_", "Vermis_"]}
 MIN_BRAIN_COVERAGE = 0.5
@@ -83,7 +83,8 @@ def normalize_intensity(data: np.ndarray, modality: str, reference: str = "brain
         )
     in_view = field_of_view(data, brain)
     inside = data[brain & in_view]
-    if modality == "fdg_pet":
+    normalization = modalities.get(modality).normalization
+    if normalization == "reference_ratio":
         ref = brain if REFERENCE_REGIONS[reference] is None else t.region_mask(REFERENCE_REGIONS[reference])
         if np.count_nonzero(ref & in_view) < 0.5 * np.count_nonzero(ref):
             raise InputError(
@@ -96,12 +97,12 @@ def normalize_intensity(data: np.ndarray, modality: str, reference: str = "brain
                 f"{who}: mean uptake in the {reference} reference region is {mean:g}; expected positive uptake"
             )
         return (data / mean).astype(np.float32)
-    if modality == "ecd_spect":
+    if normalization == "zscore":
         mean, sd = float(inside.mean()), float(inside.std())
         if sd <= 0:
             raise InputError(f"{who}: constant intensity inside the brain; cannot z-score")
         return ((data - mean) / sd).astype(np.float32)
-    raise ValueError(f"unknown modality {modality!r}")
+    raise ValueError(f"{modality}: unknown normalization {normalization!r}")
 
 
 def field_of_view(data: np.ndarray, brain: np.ndarray, max_zero_fraction: float = 0.01) -> np.ndarray:

@@ -7,11 +7,9 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from adtransfer import modalities
 from adtransfer.imaging.mosaic import make_mosaics
 from adtransfer.io import atomic_output
-
-# Display windows for normalized intensities: FDG uptake relative to the reference, ECD z-scores.
-DISPLAY_RANGE = {"fdg_pet": (0.0, 2.5), "ecd_spect": (-3.0, 3.0)}
 
 
 def to_uint8(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -20,7 +18,7 @@ def to_uint8(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def qc_mosaic_png(volume: np.ndarray, path: str | os.PathLike, modality: str, title: str = "") -> None:
     """The three full-resolution mosaics of a cropped volume side by side, with a caption line."""
-    lo, hi = DISPLAY_RANGE[modality]
+    lo, hi = modalities.get(modality).display_range  # a window on normalized intensities
     mosaics = make_mosaics(volume, volume.shape[0] * 4)
     strip = np.concatenate([to_uint8(m, lo, hi) for m in mosaics], axis=1)
     canvas = Image.new("L", (strip.shape[1], strip.shape[0] + 16), 0)
@@ -45,7 +43,7 @@ def registration_qc_png(
     edge = brain & ~ndimage.binary_erosion(brain)
     inside = on_mni[brain]
     lo, hi = 0.0, float(np.percentile(inside, 99.5)) if inside.size and np.any(inside) else 1.0
-    if modality == "ecd_spect" and np.any(inside < 0):
+    if modalities.get(modality).normalization == "zscore" and np.any(inside < 0):
         lo = float(np.percentile(inside, 0.5))
     nx, ny, nz = on_mni.shape
     axial = [(on_mni[:, :, k], edge[:, :, k]) for k in np.linspace(nz * 0.15, nz * 0.78, 9).astype(int)]

@@ -23,13 +23,10 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
+from adtransfer import modalities
 from adtransfer.imaging.templates import MNI_2MM, load_templates
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-# Grey:white uptake and effective resolution of each modality's template. FDG PET: white matter about a third of
-# grey-matter glucose uptake, ~8 mm FWHM; ECD SPECT: white matter about half of cortical perfusion, ~14 mm FWHM
-# (the same figures the synthetic cohorts use, adtransfer.inputs.synth.MODALITIES).
-TEMPLATE_CONTRAST = {"fdg_pet": (0.35, 8.0), "ecd_spect": (0.55, 14.0)}
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
 
 
@@ -80,7 +77,8 @@ def modality_template(modality: str) -> np.ndarray:
     """The modality's template on the 2 mm MNI grid (float32, mean 1 inside the brain); deterministic."""
     from scipy import ndimage
 
-    wm_ratio, fwhm = TEMPLATE_CONTRAST[modality]
+    # grey:white uptake and effective resolution of the modality (the registry's figures, as synthetic scans use)
+    wm_ratio, fwhm = modalities.get(modality).wm_ratio, modalities.get(modality).fwhm_mm
     t = load_templates()
     tissue = (t.gm + wm_ratio * t.wm).astype(np.float32) * t.brain_mask
     tissue = ndimage.gaussian_filter(tissue, fwhm * FWHM_TO_SIGMA / MNI_2MM.voxel_mm)

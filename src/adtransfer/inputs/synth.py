@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from adtransfer import modalities
 from adtransfer.imaging.templates import load_templates
 from adtransfer.io import atomic_output, save_nifti, write_text
 
@@ -58,21 +59,28 @@ class Demographics:
 
 @dataclass(frozen=True)
 class ModalityModel:
-    """How a modality looks: tissue contrast, resolution, noise, units, demographics of its cohort."""
+    """How a modality's synthetic scans look beyond the registry's tissue contrast and resolution
+    (adtransfer.modalities): noise, effect size, units, demographics of its cohort."""
 
-    wm_ratio: float  # white-matter uptake relative to grey matter
-    fwhm_mm: float
+    modality: str  # its registry name
     noise: float  # SD of voxel noise relative to local uptake
     effect: float  # fractional uptake loss at AD weight 1 and severity 1
     unit: float  # typical global mean in the file's units
     demographics: dict[str, Demographics] = field(default_factory=dict)
     n_sites: int = 4
 
+    @property
+    def wm_ratio(self) -> float:  # white-matter uptake relative to grey matter
+        return modalities.get(self.modality).wm_ratio
+
+    @property
+    def fwhm_mm(self) -> float:
+        return modalities.get(self.modality).fwhm_mm
+
 
 MODALITIES: dict[str, ModalityModel] = {
     "fdg_pet": ModalityModel(
-        wm_ratio=0.35,
-        fwhm_mm=8.0,
+        modality="fdg_pet",
         noise=0.05,
         effect=0.19,
         unit=8000.0,
@@ -84,8 +92,7 @@ MODALITIES: dict[str, ModalityModel] = {
         },
     ),
     "ecd_spect": ModalityModel(
-        wm_ratio=0.55,
-        fwhm_mm=14.0,
+        modality="ecd_spect",
         noise=0.06,
         effect=0.18,
         unit=300.0,

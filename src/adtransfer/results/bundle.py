@@ -20,7 +20,7 @@ import jsonschema
 import numpy as np
 import pandas as pd
 
-from adtransfer import __version__
+from adtransfer import __version__, modalities
 from adtransfer.errors import InputError
 from adtransfer.io import sha256_file, write_text
 from adtransfer.learning.splits import read_splits
@@ -29,7 +29,6 @@ from adtransfer.schemas import load_schema
 MANIFEST = "manifest.json"
 MODEL_CARD = "MODEL_CARD.md"
 SCHEMA_VERSION = 1
-MODALITY_NAMES = {"fdg_pet": "F-18-FDG PET", "ecd_spect": "Tc-99m-ECD SPECT"}
 
 
 def _installed(package: str) -> str | None:
@@ -225,7 +224,7 @@ def _ci_text(ci) -> str:
 
 def model_card(m: dict) -> str:
     """A one-minute read: what the model is for, what it was trained on, how well it did, where it stops."""
-    modality = MODALITY_NAMES.get(m["modality"], m["modality"])
+    modality = modalities.get(m["modality"]).label
     tr = m["training"]
     what = "AD vs NC classification (P(AD))" if m["task"] == "classify" else "MMSE regression (0-30)"
     params = m["preprocessing"]["params"]
@@ -259,7 +258,11 @@ def model_card(m: dict) -> str:
         f"- Training: {_counts(tr['counts']['train'])}.",
         f"- Validation: {_counts(tr['counts']['val'])}.",
         f"- Preprocessing: {params['space']} space input, {params['modality']} intensity normalization"
-        + (f" (reference {params['reference']})" if params["modality"] == "fdg_pet" else " (z-score in the brain)")
+        + (
+            f" (reference {params['reference']})"
+            if modalities.get(params["modality"]).normalization == "reference_ratio"
+            else " (z-score in the brain)"
+        )
         + f", crop {'x'.join(map(str, grid['shape']))} voxels of {grid['voxel_mm']:g} mm, "
         f"{m['mosaic']['size']} px mosaics, intensities {m['intensity']['range'][0]:g}..{m['intensity']['range'][1]:g}"
         " -> -1..1.",
