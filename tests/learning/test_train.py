@@ -32,6 +32,8 @@ SETTINGS = {
 
 
 def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, pretrained=None) -> list[str]:
+    """The command training into folder `out` as the workflow lays a model out: model.keras, history.tsv,
+    metrics.json, and the resume state in work/."""
     cmd = [
         sys.executable,
         "-m",
@@ -43,8 +45,14 @@ def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, p
         str(splits or tiny_cache["splits"]),
         "--set",
         column,
-        "--out",
-        str(out),
+        "--model-out",
+        str(out / "model.keras"),
+        "--history-out",
+        str(out / "history.tsv"),
+        "--metrics-out",
+        str(out / "metrics.json"),
+        "--work-dir",
+        str(out / "work"),
         "--settings",
         json.dumps(settings or SETTINGS),
         "--threads",

@@ -210,19 +210,46 @@ def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLi
     return ResumableEarlyStopping(**kwargs)
 
 
+WORK_MARK = ".adtransfer-train-work"  # marks a folder train_model made (and may therefore delete)
+
+
+def claim_work_dir(work: Path, outputs: list[Path]) -> None:
+    """Create the work folder, or take back the one a killed run left; refuse a folder that holds anything else
+    (it is deleted after success) or one that holds an output."""
+    root = work.resolve()
+    for output in outputs:
+        if output.resolve() == root or root in output.resolve().parents:
+            raise InputError(f"{output} lies in the work folder {work}, which is deleted after training")
+    if work.exists() and not work.is_dir():
+        raise InputError(f"work folder {work} is a file")
+    if work.is_dir() and any(work.iterdir()) and not (work / WORK_MARK).exists():
+        raise InputError(f"work folder {work} is not empty and was not made by a training run: refusing to use it")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARK).touch()
+
+
 def train_model(
     cache: str,
     splits_path: str,
     set_column: str,
-    out_dir: str | os.PathLike,
     settings: TrainSettings,
+    *,
+    model_out: str | os.PathLike,
+    history_out: str | os.PathLike,
+    metrics_out: str | os.PathLike,
+    work_dir: str | os.PathLike,
     pretrained: str | None = None,
 ) -> dict:
-    """Train on rows `set_column == "train"`, validate on `== "val"`; write model.keras, history.tsv,
-    metrics.json under out_dir and return the metrics."""
+    """Train on rows `set_column == "train"`, validate on `== "val"`; write the model (.keras), the history (TSV)
+    and the metrics (JSON) to the given files and return the metrics.
+
+    work_dir keeps the resume state across a killed run (see prepare_resume); it is removed after success."""
     from adtransfer.learning.data import EpochCounter, make_dataset, select
     from adtransfer.learning.splits import read_splits
 
+    outputs = [Path(model_out), Path(history_out), Path(metrics_out)]
+    work = Path(work_dir)
+    claim_work_dir(work, outputs)
     splits = read_splits(splits_path)
     if set_column not in splits.columns:
         raise InputError(f"{splits_path}: no split column {set_column!r} (have: {', '.join(splits.columns)})")
@@ -241,8 +268,6 @@ def train_model(
 
     from adtransfer.learning import model as models
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if pretrained:
         net = models.from_pretrained(pretrained, settings.task, settings.fc_units, settings.seed)
         if settings.bn_momentum is not None:
@@ -265,9 +290,7 @@ def train_model(
         train, settings.intensity_range, settings.batch_size, True, settings.seed, max_bytes, epoch=epoch
     )
     val_ds = make_dataset(val, settings.intensity_range, settings.batch_size, False, settings.seed, max_bytes)
-    # work files beside the outputs: kept across a killed run, removed after success
-    work = out / "work"
-    work.mkdir(exist_ok=True)
+    # work files: kept across a killed run, removed after success
     done = prepare_resume(work)
     val_losses = [float(row["val_loss"]) for row in read_history(work / "history.tsv")]
     stopping = resumable_early_stopping(
@@ -297,7 +320,7 @@ def train_model(
     ]
     log.info(
         "training %s on %d subjects (%d mosaics), validating on %d subjects; %s",
-        out,
+        model_out,
         len(train.rows),
         train.n,
         len(val.rows),
@@ -323,10 +346,10 @@ def train_model(
     metrics.update(validation_metrics(net, val, settings))
     history = (work / "history.tsv").read_text()
     metrics["epochs_run"] = max(0, len(history.strip().splitlines()) - 1)
-    with atomic_output(out / "model.keras") as tmp:
+    with atomic_output(model_out) as tmp:
         net.save(tmp)
-    write_text(out / "history.tsv", history)
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    write_text(history_out, history)
+    write_text(metrics_out, json.dumps(metrics, indent=2, default=str) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return metrics
 
