@@ -137,8 +137,8 @@ def _weights(path: Path) -> list:
 
 def test_killed_run_resumes_exactly(tiny_cache, tmp_path):
     """A job killed after its best epoch and before early stopping acts, then rerun, gives the uninterrupted run's
-    history, metrics (timings apart) and final weights: EarlyStopping's best, wait counter and best weights and
-    ModelCheckpoint's best are rebuilt on resume. The kill leaves no half-written output."""
+    history, metrics (timings apart) and final weights: EarlyStopping's best, wait counter and best weights are
+    rebuilt on resume. The kill leaves no half-written output."""
     straight = tmp_path / "straight"
     done = subprocess.run(train_cmd(tiny_cache, straight, settings=RESUME), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]

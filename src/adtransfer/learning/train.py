@@ -72,7 +72,7 @@ def configure_tensorflow(seed: int, threads: int) -> None:
 # A killed job rerun resumes from the last epoch Keras' BackupAndRestore committed (weights, optimizer, epoch).
 # The rest of the training state is rebuilt from files written at each epoch's end *before* that commit
 # (BackupAndRestore is the last callback, so a kill between them only makes the job redo that epoch):
-#   history.tsv (CSVLogger)          -> EarlyStopping's best / wait / best_epoch and ModelCheckpoint's best
+#   history.tsv (CSVLogger)          -> EarlyStopping's best / wait / best_epoch
 #   early_stopping/best_NNNN.npz     -> EarlyStopping's best weights (the newest two are kept)
 #   seed_states/NNNN.npz             -> the layers' random-number states (dropout, augmentation) at epoch NNNN
 
@@ -292,7 +292,6 @@ def train_model(
     val_ds = make_dataset(val, settings.intensity_range, settings.batch_size, False, settings.seed, max_bytes)
     # work files: kept across a killed run, removed after success
     done = prepare_resume(work)
-    val_losses = [float(row["val_loss"]) for row in read_history(work / "history.tsv")]
     stopping = resumable_early_stopping(
         work / "history.tsv",
         work / "early_stopping",
@@ -307,12 +306,6 @@ def train_model(
     callbacks = [
         epoch.callback(),  # before the others: the epoch's shuffle order is set when it begins
         seed_state_backup(work / "seed_states"),
-        keras.callbacks.ModelCheckpoint(
-            str(work / "best.keras"),
-            monitor="val_loss",
-            save_best_only=True,
-            initial_value_threshold=min(val_losses) if val_losses else None,
-        ),
         stopping,
         keras.callbacks.CSVLogger(str(work / "history.tsv"), separator="\t", append=True),
         # last: it commits an epoch after everything above has written that epoch's state
