@@ -183,6 +183,47 @@ def test_single_class_cohort(tmp_path, classify):
         assert "2 subjects (AD 2)" in proc.stdout
 
 
+def _train_args(tmp_path: Path, work: Path) -> list[str | Path]:
+    return [
+        "train",
+        "--cache",
+        tmp_path / "cache.h5",
+        "--splits",
+        tmp_path / "splits.tsv",
+        "--set",
+        "n12",
+        "--model-out",
+        tmp_path / "m.keras",
+        "--history-out",
+        tmp_path / "h.tsv",
+        "--metrics-out",
+        tmp_path / "j.json",
+        "--work-dir",
+        work,
+        "--settings",
+        "{}",
+        "--threads",
+        "1",
+    ]
+
+
+def test_train_takes_output_files_not_a_folder(tmp_path):
+    proc = run_cli(
+        "train", "--cache", "c.h5", "--splits", "s.tsv", "--set", "n12", "--out", tmp_path, "--settings", "{}"
+    )
+    assert proc.returncode == 2 and "--model-out" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_refuses_a_work_dir_it_did_not_make(tmp_path):
+    """The work folder is deleted after success: a folder holding anything else is refused before training."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    assert_clean_failure(run_cli(*_train_args(tmp_path, work)), str(work), "not made by a training run")
+    assert (work / "notes.txt").exists()
+    assert_clean_failure(run_cli(*_train_args(tmp_path, tmp_path)), "m.keras", "lies in the work folder")
+
+
 def test_unknown_modality_is_a_usage_error(tmp_path):
     table = make_cohort(tmp_path)
     proc = run_cli("validate", table, "--modality", "mri")

@@ -168,9 +168,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     settings = TrainSettings.from_json(args.settings)
     settings.threads = args.threads
-    metrics = train_model(args.cache, args.splits, args.set, args.out, settings, pretrained=args.pretrained)
+    metrics = train_model(
+        args.cache,
+        args.splits,
+        args.set,
+        settings,
+        model_out=args.model_out,
+        history_out=args.history_out,
+        metrics_out=args.metrics_out,
+        work_dir=args.work_dir,
+        pretrained=args.pretrained,
+    )
     shown = {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("seconds", "epochs_run")}
-    log.info("trained %s: %s", args.out, json.dumps(shown))
+    log.info("trained %s: %s", args.model_out, json.dumps(shown))
 
 
 def cmd_predict_cohort(args: argparse.Namespace) -> None:
@@ -475,9 +485,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", required=True, help="HDF5 mosaic cache of the cohort")
     p.add_argument("--splits", required=True, help="split table of the cohort")
     p.add_argument("--set", required=True, help="split column: n100, nall, mmse_set, ...")
-    p.add_argument("--out", required=True, help="model folder (model.keras, history.tsv, metrics.json)")
+    p.add_argument("--model-out", required=True, help="the trained model (.keras)")
+    p.add_argument("--history-out", required=True, help="the per-epoch history (TSV)")
+    p.add_argument("--metrics-out", required=True, help="the validation metrics (JSON)")
+    p.add_argument(
+        "--work-dir",
+        required=True,
+        help="resume state kept across a killed run (created; removed after success)",
+    )
     p.add_argument("--settings", required=True, help="JSON training settings (adtransfer.learning.train.TrainSettings)")
-    p.add_argument("--pretrained", help="fine-tune from this model.keras (new head)")
+    p.add_argument("--pretrained", help="fine-tune from this model (.keras; new head)")
     p.add_argument("--threads", type=int, default=2)
 
     sizes = {

@@ -1,4 +1,5 @@
-"""Training end to end on a tiny cached cohort: outputs, determinism, resume after a kill, fine-tuning, MMSE."""
+"""Training end to end on a tiny cached cohort (slow): outputs, determinism, resume after a kill, fine-tuning, MMSE.
+Fast: the resume logic on crafted work folders, and against Keras' BackupAndRestore with a tiny dense model."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow
-
 SETTINGS = {
     "task": "classify",
     "init": "random",
@@ -32,6 +31,8 @@ SETTINGS = {
 
 
 def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, pretrained=None) -> list[str]:
+    """The command training into folder `out` as the workflow lays a model out: model.keras, history.tsv,
+    metrics.json, and the resume state in work/."""
     cmd = [
         sys.executable,
         "-m",
@@ -43,8 +44,14 @@ def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, p
         str(splits or tiny_cache["splits"]),
         "--set",
         column,
-        "--out",
-        str(out),
+        "--model-out",
+        str(out / "model.keras"),
+        "--history-out",
+        str(out / "history.tsv"),
+        "--metrics-out",
+        str(out / "metrics.json"),
+        "--work-dir",
+        str(out / "work"),
         "--settings",
         json.dumps(settings or SETTINGS),
         "--threads",
@@ -70,6 +77,7 @@ def trained(tiny_cache, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_training_writes_model_history_metrics(trained, tiny_cache):
     assert (trained / "model.keras").stat().st_size > 1_000_000
     history = pd.read_csv(trained / "history.tsv", sep="\t")
@@ -84,6 +92,7 @@ def test_training_writes_model_history_metrics(trained, tiny_cache):
     assert "training" in (trained.parent / "fdg_n12.log").read_text()
 
 
+@pytest.mark.slow
 def test_console_shows_progress_not_library_noise(trained):
     """TensorFlow's C++ start-up lines and Python warnings go to the step's log; the console keeps our messages
     and one Keras line per epoch."""
@@ -94,6 +103,7 @@ def test_console_shows_progress_not_library_noise(trained):
         assert noise not in console, (noise, console)
 
 
+@pytest.mark.slow
 def test_same_config_same_results(trained, tiny_cache, tmp_path):
     again = tmp_path / "fdg_n12"
     train(tiny_cache, again)
@@ -104,6 +114,7 @@ def test_same_config_same_results(trained, tiny_cache, tmp_path):
     pd.testing.assert_frame_equal(h1, h2)
 
 
+@pytest.mark.slow
 def test_finetuning_and_mmse(trained, tiny_cache, tmp_path):
     ft = tmp_path / "ecd_from_fdg"
     train(tiny_cache, ft, pretrained=trained / "model.keras", fc_units=8, epochs=1)
@@ -127,10 +138,11 @@ def _weights(path: Path) -> list:
     return keras.saving.load_model(path, compile=False).get_weights()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tiny_cache, tmp_path):
     """A job killed after its best epoch and before early stopping acts, then rerun, gives the uninterrupted run's
-    history, metrics (timings apart) and final weights: EarlyStopping's best, wait counter and best weights and
-    ModelCheckpoint's best are rebuilt on resume. The kill leaves no half-written output."""
+    history, metrics (timings apart) and final weights: EarlyStopping's best, wait counter and best weights are
+    rebuilt on resume. The kill leaves no half-written output."""
     straight = tmp_path / "straight"
     done = subprocess.run(train_cmd(tiny_cache, straight, settings=RESUME), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -177,6 +189,7 @@ def test_killed_run_resumes_exactly(tiny_cache, tmp_path):
     assert not (out / "work").exists()
 
 
+@pytest.mark.slow
 def test_single_class_training_set_is_refused(tiny_cache, tmp_path):
     splits = pd.read_csv(tiny_cache["splits"], sep="\t", keep_default_na=False)
     splits.loc[(splits["n12"] == "train") & (splits["diagnosis"] == "NC"), "n12"] = ""
@@ -194,3 +207,221 @@ def test_unknown_training_setting_is_refused():
     assert TrainSettings.from_json(json.dumps(SETTINGS)).intensity_range == (0, 3)
     with pytest.raises(InputError, match="learnig_rate"):
         TrainSettings.from_json(json.dumps({**SETTINGS, "learnig_rate": 1e-3}))
+
+
+# --- a kill inside BackupAndRestore's own commit -----------------------------------------------------------
+
+
+def _kill_when(cmd: list[str], ready, timeout: float = 600) -> None:
+    """Start a training job, SIGKILL it as soon as ready() holds."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+SHORT = {**SETTINGS, "epochs": 4, "patience": 10}
+
+
+@pytest.fixture(scope="module")
+def short_run(tiny_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("short") / "straight"
+    done = subprocess.run(train_cmd(tiny_cache, out, settings=SHORT), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated_metadata", "weights_newer_than_metadata"])
+def test_kill_inside_backup_commit_resumes_exactly(tiny_cache, short_run, tmp_path, damage):
+    """A kill while BackupAndRestore wrote training_metadata.json (half of it written), or between its weights and
+    its metadata (the weights of the next epoch beside the previous epoch's metadata), then a rerun: the job
+    completes without a traceback and gives the uninterrupted run's history and weights."""
+    out = tmp_path / "resume"
+    cmd = train_cmd(tiny_cache, out, settings=SHORT)
+    backup = out / "work" / "backup"
+    meta, prev_meta = backup / "training_metadata.json", backup / "training_metadata.json.bkp"
+
+    def two_commits() -> bool:  # the double checkpoint holds a previous pair
+        try:
+            return json.loads(meta.read_text())["epoch"] >= 2 and json.loads(prev_meta.read_text())["epoch"] >= 1
+        except (OSError, ValueError):
+            return False
+
+    _kill_when(cmd, two_commits)
+    # BackupAndRestore's commit of epoch count e + 1 copies the (weights, metadata) pair to .bkp, then writes the
+    # weights, then the metadata: the killed run's consistent state (e + 1, with e in .bkp) becomes the kill inside
+    # that commit by rewriting the metadata alone
+    text = meta.read_text()
+    meta.write_text(text[: len(text) // 2] if damage == "truncated_metadata" else prev_meta.read_text())
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "previous checkpoint" in done.stdout + done.stderr
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "history.tsv", sep="\t"), pd.read_csv(short_run / "history.tsv", sep="\t"), rtol=1e-5
+    )
+    for a, b in zip(_weights(out / "model.keras"), _weights(short_run / "model.keras"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not (out / "work").exists()
+
+
+# --- the resume logic, fast: crafted work folders ----------------------------------------------------------
+
+
+def _h5(path: Path, value: float) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as fh:
+        fh["w"] = np.full(3, value)
+
+
+def _h5_value(path: Path) -> float:
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        return float(fh["w"][0])
+
+
+def crafted_work(root: Path, c: int, damage: str) -> Path:
+    """The work folder of a run killed after epoch index c ran, while BackupAndRestore committed c + 1 epochs:
+    history rows 0..c, seed states c (if c > 0) and c + 1, best weights of epochs c - 1 and c; weights files hold
+    their epoch count. damage: "none" (killed before the commit), "truncated_metadata" (during its metadata write),
+    "weights_newer_than_metadata" (between its weights and metadata writes)."""
+    work = root / "work"
+    backup = work / "backup"
+    for folder in (backup, work / "seed_states", work / "early_stopping"):
+        folder.mkdir(parents=True)
+    rows = "".join(f"{e}\t{1.0 - e / 10}\t{1.0 - e / 20}\n" for e in range(c + 1))
+    (work / "history.tsv").write_text("epoch\tloss\tval_loss\n" + rows)
+    for e in (c, c + 1):
+        if e >= 1:  # written at the end of epoch index e - 1
+            np.savez(work / "seed_states" / f"states_{e:04d}.npz", np.array([e]))
+    for e in (c - 1, c):
+        if e >= 0:
+            np.savez(work / "early_stopping" / f"best_{e:04d}.npz", np.array([e]))
+    meta = backup / "training_metadata.json"
+    if damage == "none":
+        _h5(backup / "latest.weights.h5", c)
+        meta.write_text(json.dumps({"epoch": c, "batch": 0}))
+        if c:
+            _h5(backup / "latest.weights.h5.bkp", c - 1)
+            (backup / "training_metadata.json.bkp").write_text(json.dumps({"epoch": c - 1, "batch": 0}))
+        return work
+    if c:  # steps 1-2 of the commit: the pair of c epochs becomes the previous one
+        _h5(backup / "latest.weights.h5.bkp", c)
+        (backup / "training_metadata.json.bkp").write_text(json.dumps({"epoch": c, "batch": 0}))
+    _h5(backup / "latest.weights.h5", c + 1)  # step 3
+    if damage == "truncated_metadata":  # step 4, half written
+        text = json.dumps({"epoch": c + 1, "batch": 0})
+        meta.write_text(text[: len(text) // 2])
+    elif c:  # step 4 not begun: the metadata of c epochs
+        meta.write_text(json.dumps({"epoch": c, "batch": 0}))
+    return work
+
+
+def _state(work: Path) -> dict:
+    from adtransfer.learning.train import read_history
+
+    backup = work / "backup"
+    return {
+        "history": [int(r["epoch"]) for r in read_history(work / "history.tsv")],
+        "seed_states": sorted(p.name for p in (work / "seed_states").iterdir()),
+        "early_stopping": sorted(p.name for p in (work / "early_stopping").iterdir()),
+        "backup": sorted(p.name for p in backup.iterdir()) if backup.exists() else None,
+    }
+
+
+@pytest.mark.parametrize("damage", ["none", "truncated_metadata", "weights_newer_than_metadata"])
+def test_resume_state_is_cut_to_the_committed_epochs(tmp_path, damage, caplog):
+    """Every work file agrees with the (settled) committed epoch count: 3 epochs without damage, else 3 from the
+    previous checkpoint, which becomes the current one (weights and readable metadata)."""
+    from adtransfer.learning.train import prepare_resume
+
+    work = crafted_work(tmp_path, 3, damage)
+    with open(work / "history.tsv", "a") as fh:
+        fh.write("1")  # a row the kill cut short (of an epoch 1x): it would pass for epoch 1
+    assert prepare_resume(work) == 3
+    backup = work / "backup"
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 3
+    assert _h5_value(backup / "latest.weights.h5") == 3
+    state = _state(work)
+    assert state["history"] == [0, 1, 2]
+    assert state["seed_states"] == ["states_0003.npz"]
+    assert state["early_stopping"] == ["best_0002.npz"]
+    if damage == "none":
+        assert state["backup"] == sorted(
+            ["latest.weights.h5", "latest.weights.h5.bkp", "training_metadata.json", "training_metadata.json.bkp"]
+        )
+        assert "previous checkpoint" not in caplog.text
+    else:
+        assert state["backup"] == ["latest.weights.h5", "training_metadata.json"]
+        assert "previous checkpoint, epoch 3" in caplog.text
+    assert prepare_resume(work) == 3 and _state(work) == state  # a kill during the repair: the rerun agrees
+
+
+@pytest.mark.parametrize("damage", ["truncated_metadata", "weights_newer_than_metadata"])
+def test_kill_in_the_first_commit_restarts_from_scratch(tmp_path, damage, caplog):
+    """Without a previous checkpoint (the first epoch's commit) the backup is discarded: the run restarts from
+    epoch 0 rather than training epoch 0 again from the weights after it."""
+    from adtransfer.learning.train import prepare_resume
+
+    work = crafted_work(tmp_path, 0, damage)
+    assert prepare_resume(work) == 0
+    assert _state(work) == {"history": [], "seed_states": [], "early_stopping": [], "backup": None}
+    assert "restarting from epoch 0" in caplog.text
+
+
+def test_work_files_behind_the_backup_restart_from_scratch(tmp_path, caplog):
+    """A committed epoch whose history row or seed state is missing cannot be resumed exactly: restart cleanly."""
+    from adtransfer.learning.train import prepare_resume
+
+    work = crafted_work(tmp_path, 3, "none")
+    (work / "seed_states" / "states_0003.npz").unlink()
+    assert prepare_resume(work) == 0
+    assert _state(work) == {"history": [], "seed_states": [], "early_stopping": [], "backup": None}
+    assert "restarting from epoch 0" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["truncated_metadata", "weights_newer_than_metadata"])
+def test_keras_resumes_exactly_from_a_settled_backup(tmp_path, damage):
+    """Against Keras' own BackupAndRestore (tiny dense model, 4 epochs): the commit of the third epoch killed
+    halfway, settle_backup, then fit again: no JSONDecodeError, and the uninterrupted run's final weights."""
+    import keras
+
+    from adtransfer.learning.train import settle_backup
+
+    x = np.linspace(-1, 1, 64, dtype="float32").reshape(32, 2)
+    y = x @ np.array([[1.0], [-2.0]], dtype="float32") + 0.5
+
+    def fit(backup: Path | None, stop_before: int | None = None):
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+        net.compile(keras.optimizers.Adam(0.05), "mse")
+
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == stop_before:
+                    raise KeyboardInterrupt
+
+        callbacks = [Kill()]
+        if backup:
+            callbacks.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True))
+        net.fit(x, y, epochs=4, batch_size=8, shuffle=False, verbose=0, callbacks=callbacks)
+        return net.get_weights()
+
+    expected = fit(None)
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        fit(backup, stop_before=3)
+    meta = backup / "training_metadata.json"
+    text = meta.read_text()
+    meta.write_text(
+        text[: len(text) // 2] if damage == "truncated_metadata" else (backup / f"{meta.name}.bkp").read_text()
+    )
+    assert settle_backup(backup) == 2
+    for a, b in zip(fit(backup), expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

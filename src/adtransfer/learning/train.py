@@ -70,23 +70,93 @@ def configure_tensorflow(seed: int, threads: int) -> None:
 
 # --- exact resume --------------------------------------------------------------------------------------
 # A killed job rerun resumes from the last epoch Keras' BackupAndRestore committed (weights, optimizer, epoch).
-# The rest of the training state is rebuilt from files written at each epoch's end *before* that commit
-# (BackupAndRestore is the last callback, so a kill between them only makes the job redo that epoch):
-#   history.tsv (CSVLogger)          -> EarlyStopping's best / wait / best_epoch and ModelCheckpoint's best
+# That committed epoch count is the single source of truth: prepare_resume settles it (settle_backup) and cuts
+# every other work file back to it. The rest of the training state is rebuilt from files written at each epoch's
+# end *before* that commit (BackupAndRestore is the last callback, so a kill between them only makes the job redo
+# that epoch):
+#   history.tsv (CSVLogger)          -> EarlyStopping's best / wait / best_epoch
 #   early_stopping/best_NNNN.npz     -> EarlyStopping's best weights (the newest two are kept)
-#   seed_states/NNNN.npz             -> the layers' random-number states (dropout, augmentation) at epoch NNNN
+#   seed_states/states_NNNN.npz      -> the layers' random-number states (dropout, augmentation) at epoch NNNN
+#
+# BackupAndRestore(double_checkpoint=True) commits epoch e+1 in four steps, in backup/:
+#   1. latest.weights.h5 -> latest.weights.h5.bkp          (copy: the previous pair)
+#   2. training_metadata.json -> training_metadata.json.bkp
+#   3. latest.weights.h5 <- the weights after epoch e         (written in place)
+#   4. training_metadata.json <- {"epoch": e + 1}            (written in place)
+# A kill during 4 leaves a truncated training_metadata.json (Keras itself then fails with a JSONDecodeError); a
+# kill between 2 and 4 leaves weights newer than the metadata (Keras would retrain epoch e from the weights after
+# it). Both show in the metadata: unreadable, or equal to its .bkp copy. settle_backup then puts the previous pair
+# back (it is complete: steps 1-2 finished), or, without one (the first epoch), discards the backup.
+
+BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_METADATA = "training_metadata.json"
 
 
-def committed_epochs(backup_dir: str | os.PathLike) -> int:
-    """How many epochs BackupAndRestore has committed (its training_metadata.json); 0 without a backup."""
-    meta = Path(backup_dir) / "training_metadata.json"
-    if not meta.exists():
-        return 0
+def _epoch_of(meta: Path) -> int | None:
+    """The epoch a BackupAndRestore metadata file records; None when it is missing or unreadable."""
     try:
         return int(json.loads(meta.read_text())["epoch"])
-    except (ValueError, KeyError):  # killed while Keras wrote it: Keras falls back to its previous copy
-        previous = meta.with_name(meta.name + ".bkp")
-        return int(json.loads(previous.read_text())["epoch"]) if previous.exists() else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _readable_weights(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except Exception:  # h5py raises OSError for a truncated file, other types for other damage
+        return False
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_output(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def discard_backup(backup: Path) -> None:
+    """Remove the backup folder at once (renamed first: a kill during the removal leaves no partial backup)."""
+    if backup.exists():
+        doomed = backup.with_name(f".{backup.name}.discarded")
+        shutil.rmtree(doomed, ignore_errors=True)
+        os.replace(backup, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def settle_backup(backup_dir: str | os.PathLike) -> int:
+    """Leave the backup folder holding one consistent (weights, epoch) pair for BackupAndRestore to load, and
+    return its epoch count: the epochs committed. 0 without a backup, or after discarding one no pair of which
+    is consistent (logged)."""
+    backup = Path(backup_dir)
+    shutil.rmtree(backup.with_name(f".{backup.name}.discarded"), ignore_errors=True)
+    if not backup.is_dir():
+        return 0
+    for leftover in backup.glob(".*.tmp*"):  # a copy below that a kill interrupted
+        leftover.unlink()
+    weights, meta = backup / BACKUP_WEIGHTS, backup / BACKUP_METADATA
+    prev_weights, prev_meta = backup / f"{BACKUP_WEIGHTS}.bkp", backup / f"{BACKUP_METADATA}.bkp"
+    current, previous = _epoch_of(meta), _epoch_of(prev_meta)
+    if current is not None and current != previous and _readable_weights(weights):
+        return current
+    if previous is not None and _readable_weights(prev_weights):
+        why = (
+            "the weights may be newer than the metadata (killed between the two writes)"
+            if current == previous
+            else f"{meta.name} is unreadable (killed while it was written)"
+            if current is None
+            else f"{weights.name} is unreadable"
+        )
+        log.warning("backup in %s: %s; resuming from its previous checkpoint, epoch %d", backup, why, previous)
+        _copy(prev_weights, weights)
+        _copy(prev_meta, meta)
+        prev_meta.unlink()  # the pair is now the current one; the next commit makes a new .bkp
+        prev_weights.unlink()
+        return previous
+    if any(backup.iterdir()):
+        log.warning("backup in %s holds no complete checkpoint; discarding it and restarting from epoch 0", backup)
+    discard_backup(backup)
+    return 0
 
 
 def _epoch_files(folder: Path) -> dict[int, Path]:
@@ -103,16 +173,20 @@ def read_history(path: str | os.PathLike) -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def prepare_resume(work: Path) -> int:
-    """Cut the work files back to the epochs BackupAndRestore committed; return that number of epochs.
-
-    Rows, best weights and seed states of a later epoch come from an epoch the job will redo (or from a run whose
-    backup is gone: a kill after training finished), so they are dropped."""
-    done = committed_epochs(work / "backup")
+def _cut_work_files(work: Path, done: int) -> str | None:
+    """Drop history rows, best weights and seed states of epochs after the `done` committed ones; return what is
+    missing for an exact resume from there (None when nothing is)."""
     history = work / "history.tsv"
     if history.exists():
         lines = history.read_text().splitlines(keepends=True)
-        kept = [line for line, row in zip(lines[1:], read_history(history), strict=True) if int(row["epoch"]) < done]
+        if lines and not lines[-1].endswith(("\n", "\r")):  # a row the kill cut short ("1" of epoch 12's "12\t...")
+            lines.pop()
+        rows = read_history(history) if done else []
+        kept = [
+            line
+            for line, row in zip(lines[1:], rows, strict=False)
+            if (row.get("epoch") or "").isdigit() and int(row["epoch"]) < done
+        ]
         if kept:
             write_text(history, "".join(lines[:1] + kept))
         else:
@@ -123,6 +197,32 @@ def prepare_resume(work: Path) -> int:
                 path.unlink()
         for leftover in folder.glob(".*.tmp*"):  # a write the kill interrupted
             leftover.unlink()
+    if done == 0:
+        return None
+    epochs = [int(row["epoch"]) for row in read_history(history)]
+    if epochs != list(range(done)):
+        return f"history.tsv has epochs {epochs}"
+    if not (work / "seed_states" / f"states_{done:04d}.npz").exists():
+        return f"seed_states/states_{done:04d}.npz is missing"
+    return None
+
+
+def prepare_resume(work: Path) -> int:
+    """Settle the backup to the epochs BackupAndRestore committed, cut every other work file back to them, and
+    return that number of epochs.
+
+    Rows, best weights and seed states of a later epoch come from an epoch the job will redo (or from a run whose
+    backup is gone: a kill after training finished), so they are dropped. A work folder that lacks a committed
+    epoch's files (never left by a kill) is discarded: the job restarts from epoch 0, as an uninterrupted run."""
+    done = settle_backup(work / "backup")
+    missing = _cut_work_files(work, done)
+    if missing:
+        log.warning(
+            "work folder %s does not match its %d committed epochs (%s); restarting from epoch 0", work, done, missing
+        )
+        discard_backup(work / "backup")
+        _cut_work_files(work, 0)
+        return 0
     return done
 
 
@@ -210,19 +310,46 @@ def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLi
     return ResumableEarlyStopping(**kwargs)
 
 
+WORK_MARK = ".adtransfer-train-work"  # marks a folder train_model made (and may therefore delete)
+
+
+def claim_work_dir(work: Path, outputs: list[Path]) -> None:
+    """Create the work folder, or take back the one a killed run left; refuse a folder that holds anything else
+    (it is deleted after success) or one that holds an output."""
+    root = work.resolve()
+    for output in outputs:
+        if output.resolve() == root or root in output.resolve().parents:
+            raise InputError(f"{output} lies in the work folder {work}, which is deleted after training")
+    if work.exists() and not work.is_dir():
+        raise InputError(f"work folder {work} is a file")
+    if work.is_dir() and any(work.iterdir()) and not (work / WORK_MARK).exists():
+        raise InputError(f"work folder {work} is not empty and was not made by a training run: refusing to use it")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARK).touch()
+
+
 def train_model(
     cache: str,
     splits_path: str,
     set_column: str,
-    out_dir: str | os.PathLike,
     settings: TrainSettings,
+    *,
+    model_out: str | os.PathLike,
+    history_out: str | os.PathLike,
+    metrics_out: str | os.PathLike,
+    work_dir: str | os.PathLike,
     pretrained: str | None = None,
 ) -> dict:
-    """Train on rows `set_column == "train"`, validate on `== "val"`; write model.keras, history.tsv,
-    metrics.json under out_dir and return the metrics."""
+    """Train on rows `set_column == "train"`, validate on `== "val"`; write the model (.keras), the history (TSV)
+    and the metrics (JSON) to the given files and return the metrics.
+
+    work_dir keeps the resume state across a killed run (see prepare_resume); it is removed after success."""
     from adtransfer.learning.data import EpochCounter, make_dataset, select
     from adtransfer.learning.splits import read_splits
 
+    outputs = [Path(model_out), Path(history_out), Path(metrics_out)]
+    work = Path(work_dir)
+    claim_work_dir(work, outputs)
     splits = read_splits(splits_path)
     if set_column not in splits.columns:
         raise InputError(f"{splits_path}: no split column {set_column!r} (have: {', '.join(splits.columns)})")
@@ -241,8 +368,6 @@ def train_model(
 
     from adtransfer.learning import model as models
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if pretrained:
         net = models.from_pretrained(pretrained, settings.task, settings.fc_units, settings.seed)
         if settings.bn_momentum is not None:
@@ -265,11 +390,8 @@ def train_model(
         train, settings.intensity_range, settings.batch_size, True, settings.seed, max_bytes, epoch=epoch
     )
     val_ds = make_dataset(val, settings.intensity_range, settings.batch_size, False, settings.seed, max_bytes)
-    # work files beside the outputs: kept across a killed run, removed after success
-    work = out / "work"
-    work.mkdir(exist_ok=True)
+    # work files: kept across a killed run, removed after success
     done = prepare_resume(work)
-    val_losses = [float(row["val_loss"]) for row in read_history(work / "history.tsv")]
     stopping = resumable_early_stopping(
         work / "history.tsv",
         work / "early_stopping",
@@ -284,12 +406,6 @@ def train_model(
     callbacks = [
         epoch.callback(),  # before the others: the epoch's shuffle order is set when it begins
         seed_state_backup(work / "seed_states"),
-        keras.callbacks.ModelCheckpoint(
-            str(work / "best.keras"),
-            monitor="val_loss",
-            save_best_only=True,
-            initial_value_threshold=min(val_losses) if val_losses else None,
-        ),
         stopping,
         keras.callbacks.CSVLogger(str(work / "history.tsv"), separator="\t", append=True),
         # last: it commits an epoch after everything above has written that epoch's state
@@ -297,7 +413,7 @@ def train_model(
     ]
     log.info(
         "training %s on %d subjects (%d mosaics), validating on %d subjects; %s",
-        out,
+        model_out,
         len(train.rows),
         train.n,
         len(val.rows),
@@ -323,10 +439,10 @@ def train_model(
     metrics.update(validation_metrics(net, val, settings))
     history = (work / "history.tsv").read_text()
     metrics["epochs_run"] = max(0, len(history.strip().splitlines()) - 1)
-    with atomic_output(out / "model.keras") as tmp:
+    with atomic_output(model_out) as tmp:
         net.save(tmp)
-    write_text(out / "history.tsv", history)
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    write_text(history_out, history)
+    write_text(metrics_out, json.dumps(metrics, indent=2, default=str) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return metrics
 
