@@ -15,7 +15,8 @@ rule train:
         set=lambda wc: MODELS[wc.model].set_column,
         settings=lambda wc: train_settings(MODELS[wc.model]),
         pretrained=lambda wc, input: ["--pretrained", input.pretrained] if "pretrained" in input.keys() else [],
-        out=lambda wc, output: os.path.dirname(output["model.keras"]),
+        # resume files kept across a killed job (not an output: Snakemake would delete them before the rerun)
+        work=lambda wc, output: os.path.join(os.path.dirname(output["model.keras"]), "work"),
     threads: TRAIN_THREADS
     resources:
         gpu=1,
@@ -30,4 +31,6 @@ rule train:
         "results/benchmarks/train/{model}.tsv"
     shell:
         "python -m adtransfer train --cache {input.cache:q} --splits {input.splits:q} --set {params.set:q}"
-        " {params.pretrained:q} --out {params.out:q} --settings {params.settings:q} --threads {threads} --log {log:q}"
+        " {params.pretrained:q} --model-out {output[model.keras]:q} --history-out {output[history.tsv]:q}"
+        " --metrics-out {output[metrics.json]:q} --work-dir {params.work:q} --settings {params.settings:q}"
+        " --threads {threads} --log {log:q}"
