@@ -1,6 +1,8 @@
 # adtransfer: two-stage transfer learning (ImageNet -> FDG PET -> ECD SPECT) for Alzheimer's disease.
 # This file only validates the config and includes one rule file per stage; the logic is in src/adtransfer.
 
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("8.20")
@@ -25,6 +27,16 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/report.smk"
+
+
+onerror:
+    print(
+        "\nadtransfer: the run stopped. A failed job's log is printed above (results/logs/). Rerun the same command "
+        "to go on: finished jobs are kept, an interrupted training job resumes from its last epoch (add "
+        "--rerun-incomplete if Snakemake asks for it). After a hard kill (kill -9, power loss) run "
+        "`snakemake --unlock` once first.",
+        file=sys.stderr,
+    )
 
 
 rule all:
