@@ -17,8 +17,6 @@ import pandas as pd
 
 from adtransfer.errors import InputError
 
-DEFAULT_RANGE = {"fdg_pet": (0.0, 3.0), "ecd_spect": (-4.0, 4.0)}
-
 
 @dataclass
 class Samples:

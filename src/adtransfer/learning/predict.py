@@ -24,8 +24,6 @@ from adtransfer.results.evaluate import MOSAIC_COLUMNS, write_predictions
 
 log = logging.getLogger("adtransfer")
 
-FEATURES_LAYER = "head_relu"  # the FC layer after batch norm and ReLU: what the paper's t-SNE shows
-
 
 def model_settings(model_dir: str | os.PathLike) -> dict:
     """What prediction needs from training: task, intensity mapping and batch size (from metrics.json)."""
@@ -64,9 +62,11 @@ def predict_cohort(
 ) -> pd.DataFrame:
     import keras
 
+    from adtransfer.learning.model import FC_FEATURES_LAYER
+
     net, settings = load_trained(model_dir, threads)
     # one pass gives both the prediction and the FC features
-    probe = keras.Model(net.input, [net.output, net.get_layer(FEATURES_LAYER).output])
+    probe = keras.Model(net.input, [net.output, net.get_layer(FC_FEATURES_LAYER).output])
     member = split_membership(read_splits(splits_path), set_column)
 
     with h5py.File(cache, "r") as h5:
@@ -106,7 +106,7 @@ def predict_cohort(
         h5.create_dataset("subject_id", data=ids.astype("S"))
         h5.create_dataset("diagnosis", data=diagnosis.astype("S"))
         h5.create_dataset("split", data=pred["split"].to_numpy().astype("S"))
-        h5.attrs["layer"] = FEATURES_LAYER
+        h5.attrs["layer"] = FC_FEATURES_LAYER
     log.info(
         "predicted %d subjects (%s) with %s",
         n,

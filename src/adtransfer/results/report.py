@@ -30,14 +30,6 @@ from adtransfer.results.evaluate import (
     subset,
 )
 
-PAPER_COLUMNS = [
-    "Sensitivity (%)",
-    "Specificity (%)",
-    "Precision (%)",
-    "Accuracy (%)",
-    "F1 score (%)",
-    "AUC for AD/NC (95% CI)",
-]
 HIDDEN = ("kind", "name", "auc", "auc_ci_low", "auc_ci_high", "auc_replicate_mean", "auc_replicate_sd")
 
 
