@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from adtransfer.errors import InputError
+from adtransfer.imaging.cache import per_cache_row
 from adtransfer.io import atomic_output
 from adtransfer.learning.data import scale
 from adtransfer.learning.splits import read_splits, split_membership
@@ -86,14 +87,11 @@ def predict_cohort(
     scores = np.concatenate(outputs).reshape(n, 3)
     features = np.concatenate(feats).reshape(n, 3, -1)
 
-    unknown = sorted(set(member.index) - set(ids))
-    if unknown:
-        raise InputError(f"{splits_path}: subjects missing from {cache}: {', '.join(unknown[:5])}; rebuild it")
     pred = pd.DataFrame(
         {
             "subject_id": ids,
             "diagnosis": diagnosis,
-            "split": member.reindex(ids).fillna("").to_numpy(),
+            "split": per_cache_row(member, ids, cache, f"subjects of {splits_path}"),
             "target": target,
         }
     )

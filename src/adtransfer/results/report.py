@@ -695,9 +695,9 @@ def explanation_figure(
     by side on the grey-matter template, each map in the direction of AD and scaled to its own maximum."""
     import nibabel as nib
 
+    from adtransfer.imaging.cache import crop_grid_of
     from adtransfer.imaging.grid import crop
     from adtransfer.imaging.templates import MNI_2MM, load_templates
-    from adtransfer.results.explain import crop_grid_of
 
     res = Results(results_dir, sizes)
     m = next(x for x in res.models if x.name == model)
