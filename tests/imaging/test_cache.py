@@ -257,3 +257,14 @@ def test_per_cache_row_fills_unlisted_subjects_and_refuses_unknown_ones():
     assert per_cache_row(member, ids, "c.h5", "x").tolist() == ["", "train", "test"]
     with pytest.raises(InputError, match="subjects of splits.tsv missing from the cache: s9"):
         per_cache_row(pd.Series(["val"], index=["s9"]), ids, "c.h5", "subjects of splits.tsv")
+
+
+def test_per_cache_row_is_the_split_membership_reindexed_as_before(tiny_cache):
+    """predict, baseline and occlusion got their per-subject split this way before the shared lookup."""
+    from adtransfer.learning.splits import read_splits, split_membership
+
+    ids = read_cache(tiny_cache["cache"], with_mosaics=False)["subject_id"]
+    for column in ("n12", "mmse_set"):
+        member = split_membership(read_splits(tiny_cache["splits"]), column)
+        got = per_cache_row(member, ids, tiny_cache["cache"], "subjects")
+        np.testing.assert_array_equal(got, member.reindex(ids).fillna("").to_numpy())
