@@ -8,6 +8,10 @@ Everything is put on the SPM 2 mm MNI grid (91x109x91, RAS+, voxel (0,0,0) at (-
 ADNI's SPM-normalized downloads use. Both sources sit on that grid's voxel centres, so no interpolation is
 needed: nilearn's 99x117x95 grid is offset by (4,4,0) voxels, AAL3's 1 mm grid is subsampled by 2.
 
+Its two sources are not dependencies of the pipeline (no step imports them): they are the optional extra
+`resources` of pyproject.toml.
+
+    pip install -e ".[resources]"
     python resources/build_resources.py
 """
 

@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_steps_without
 
 AFFINE_2MM = np.diag([2.0, 2.0, 2.0, 1.0])
 SHAPE = (10, 12, 8)
@@ -92,11 +93,7 @@ def test_validate_relative_table_from_another_folder(tmp_path):
 
 def test_validate_main_does_not_import_tensorflow(tmp_path):
     table = make_cohort(tmp_path)
-    code = (
-        "import sys; from adtransfer.cli import main; rc = main(['validate', sys.argv[1]]); "
-        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; sys.exit(rc)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, str(table)], capture_output=True, text=True, timeout=120)
+    proc = run_steps_without([["validate", table]], timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "valid cohort" in proc.stdout
 
@@ -106,12 +103,7 @@ def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_c
     scan = sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0]
     args = ["preprocess", "--input", str(scan), "--output", str(tmp_path / "out.nii.gz"), "--modality", "fdg"]
     args += ["--qc", str(tmp_path / "qc.png"), "--sidecar", str(tmp_path / "out.json")]
-    code = (
-        "import json, sys; from adtransfer.cli import main; rc = main(json.loads(sys.argv[1])); "
-        "heavy = sorted({'pandas', 'matplotlib', 'sklearn', 'tensorflow'} & set(sys.modules)); "
-        "assert not heavy, f'imported {heavy}'; sys.exit(rc)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, timeout=300)
+    proc = run_steps_without([args], {"pandas", "matplotlib", "sklearn", "tensorflow"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "out.json").read_text())["roi_means"]
 
@@ -262,13 +254,7 @@ def test_baseline_evaluate_and_explain_steps_do_not_import_tensorflow(tiny_cache
             str(tmp_path / "coef.png"),
         ],
     ]
-    code = (
-        "import json, sys; from adtransfer.cli import main\n"
-        "for argv in json.loads(sys.argv[1]):\n"
-        "    assert main(argv) == 0, argv\n"
-        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(steps)], capture_output=True, text=True, timeout=300)
+    proc = run_steps_without(steps)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(metrics.read_text())["n_test"] == 4
     assert (tmp_path / "explain" / "coefficients.nii.gz").exists()

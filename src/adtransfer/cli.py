@@ -138,12 +138,11 @@ def cmd_cache(args: argparse.Namespace) -> None:
 
 
 def cmd_split(args: argparse.Namespace) -> None:
-    import pandas as pd
-
     from adtransfer.catalog import is_classification_set
+    from adtransfer.inputs.cohort import read_validated
     from adtransfer.learning.splits import make_splits, read_fixed_test, write_splits
 
-    df = pd.read_csv(args.table, sep="\t", dtype={"subject_id": str}, keep_default_na=True)
+    df = read_validated(args.table)
     counts = json.loads(args.test_counts) if args.test_counts else None
     fixed = read_fixed_test(args.test_file) if args.test_file else None
     splits = make_splits(
@@ -313,8 +312,8 @@ def cmd_occlusion(args: argparse.Namespace) -> None:
 def cmd_explain_baseline(args: argparse.Namespace) -> None:
     import h5py
 
+    from adtransfer.imaging.cache import crop_grid_of
     from adtransfer.results.baseline import explain_baseline, load
-    from adtransfer.results.explain import crop_grid_of
 
     with h5py.File(args.cache, "r") as h5:
         crop_grid = crop_grid_of(dict(h5.attrs))

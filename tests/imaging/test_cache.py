@@ -14,7 +14,7 @@ import pytest
 from cohort_helpers import preprocess_table
 
 from adtransfer.errors import InputError
-from adtransfer.imaging.cache import build_cache, read_cache
+from adtransfer.imaging.cache import build_cache, cache_rows, crop_grid_of, per_cache_row, read_cache
 from adtransfer.imaging.grid import crop
 from adtransfer.imaging.mosaic import make_mosaics
 from adtransfer.imaging.preprocess import PreprocParams
@@ -109,6 +109,7 @@ def test_attrs_provenance(prepared, cache):
     assert attrs["cohort"] == "fdg" and attrs["modality"] == "fdg_pet"
     assert list(attrs["crop_shape"]) == [95, 95, 48]
     assert list(attrs["crop_origin_mm"]) == [-94.0, -112.0, -36.0]
+    assert crop_grid_of(attrs) == prepared["params"].crop_grid  # the attributes give back the grid built on
 
 
 def test_roi_features(prepared, cache, crop_grid):
@@ -240,3 +241,30 @@ def test_regional_means_come_from_each_subjects_preprocessing(prepared, tmp_path
     with pytest.raises(InputError, match=f"{sid}.json: no regional means"):
         build_cache(prepared["table"], pre, tmp_path / "c.h5", SIZE, "fdg_pet", "fdg")
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_cache_rows_in_the_order_asked_and_missing_subjects_named():
+    ids = np.array(["s1", "NA", "s3"])
+    np.testing.assert_array_equal(cache_rows(ids, ["s3", "s1"], "c.h5", "x"), [2, 0])
+    assert cache_rows(ids, [], "c.h5", "x").dtype == np.int64
+    with pytest.raises(InputError, match=r"c\.h5: split subjects missing from the cache: s9, s8; rebuild it"):
+        cache_rows(ids, ["s1", "s9", "s8"], "c.h5", "split subjects")
+
+
+def test_per_cache_row_fills_unlisted_subjects_and_refuses_unknown_ones():
+    ids = np.array(["s1", "NA", "s3"])
+    member = pd.Series(["test", "train"], index=["s3", "NA"])
+    assert per_cache_row(member, ids, "c.h5", "x").tolist() == ["", "train", "test"]
+    with pytest.raises(InputError, match="subjects of splits.tsv missing from the cache: s9"):
+        per_cache_row(pd.Series(["val"], index=["s9"]), ids, "c.h5", "subjects of splits.tsv")
+
+
+def test_per_cache_row_is_the_split_membership_reindexed_as_before(tiny_cache):
+    """predict, baseline and occlusion got their per-subject split this way before the shared lookup."""
+    from adtransfer.learning.splits import read_splits, split_membership
+
+    ids = read_cache(tiny_cache["cache"], with_mosaics=False)["subject_id"]
+    for column in ("n12", "mmse_set"):
+        member = split_membership(read_splits(tiny_cache["splits"]), column)
+        got = per_cache_row(member, ids, tiny_cache["cache"], "subjects")
+        np.testing.assert_array_equal(got, member.reindex(ids).fillna("").to_numpy())

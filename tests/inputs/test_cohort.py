@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from adtransfer.errors import InputError
-from adtransfer.inputs.cohort import read_participants, validate_cohort
+from adtransfer.inputs.cohort import read_participants, read_validated, validate_cohort
 
 AFFINE_2MM = np.diag([2.0, 2.0, 2.0, 1.0])
 SHAPE = (10, 12, 8)
@@ -428,3 +428,13 @@ def test_table_is_a_dataframe_with_fixed_columns(tmp_path):
     df = read_participants(make_cohort(tmp_path))
     assert isinstance(df, pd.DataFrame)
     assert list(df.columns) == ["subject_id", "diagnosis", "mmse", "age", "sex", "site", "path", "row"]
+
+
+def test_read_validated_keeps_ids_like_na_and_only_empty_cells_are_missing(tmp_path):
+    """The one reader of a validated table (split, cache and registration QC read it the same way)."""
+    table = tmp_path / "fdg.tsv"
+    table.write_text("subject_id\tdiagnosis\tmmse\tage\tsex\tsite\nNA\tAD\t\t70\tF\tNA\nnull\tNC\t29\t\t\t\n")
+    df = read_validated(table)
+    assert df["subject_id"].tolist() == ["NA", "null"] and df["site"].iloc[0] == "NA"
+    assert np.isnan(df["mmse"].iloc[0]) and df["mmse"].iloc[1] == 29 and np.isnan(df["age"].iloc[1])
+    assert df[["sex", "site"]].iloc[1].isna().all()

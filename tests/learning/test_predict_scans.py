@@ -16,6 +16,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_steps_without
 
 from adtransfer.errors import InputError
 from adtransfer.results.bundle import build_manifest, read_manifest, write_bundle
@@ -183,12 +184,7 @@ def test_bundle_step_does_not_import_tensorflow(placeholder, tiny_cache, tmp_pat
         "--preproc-sidecar",
         str(first_sidecar(tiny_cache)),
     ]
-    code = (
-        "import json, sys; from adtransfer.cli import main\n"
-        "assert main(json.loads(sys.argv[1])) == 0\n"
-        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(argv)], capture_output=True, text=True, timeout=300)
+    proc = run_steps_without([argv])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_manifest(out)["model"] == "fdg/n12"
 

@@ -499,3 +499,13 @@ def test_cli_bad_input_exits_2_without_output(tmp_path, table, capsys):
     assert rc == 2
     assert not out.exists()
     assert "1000" in capsys.readouterr().err
+
+
+def test_splits_of_the_validated_table_file_are_byte_for_byte_those_of_the_table(tiny_cache, tmp_path):
+    """The split step reads the validated table with the one reader (inputs.cohort.read_validated)."""
+    from adtransfer.inputs.cohort import read_validated
+
+    df = read_validated(tiny_cache["dir"] / "cohort.tsv")
+    splits = sp.make_splits(df, {"AD": 2, "NC": 2}, [12], 0.25, seed=3, mmse_include_mci=True)
+    sp.write_splits(splits, tmp_path / "splits.tsv")
+    assert (tmp_path / "splits.tsv").read_bytes() == tiny_cache["splits"].read_bytes()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from adtransfer import __version__
 from adtransfer.errors import InputError
 from adtransfer.imaging.grid import Grid
 from adtransfer.imaging.mosaic import N_SETS, make_mosaics
+from adtransfer.inputs.cohort import read_validated
 from adtransfer.io import atomic_output
 
 LABELS = {"AD": 1, "NC": 0, "MCI": -1}
@@ -65,7 +67,7 @@ def build_cache(
     cohort: str,
     workers: int = 1,
 ) -> None:
-    df = pd.read_csv(table, sep="\t", dtype={"subject_id": str, "sex": str, "site": str}, keep_default_na=True)
+    df = read_validated(table)
     df[["sex", "site"]] = df[["sex", "site"]].fillna("")
     preproc_dir = Path(preproc_dir)
     jobs = [(str(preproc_dir / f"{s}.nii.gz"), str(preproc_dir / f"{s}.json"), size) for s in df["subject_id"]]
@@ -150,4 +152,34 @@ def read_cache(path: str | os.PathLike, with_mosaics: bool = True) -> dict:
         out["attrs"] = dict(h5.attrs)
     if with_mosaics:
         out["mosaics"] = out["mosaics"].astype(np.float32)
+    return out
+
+
+def crop_grid_of(cache_attrs: dict) -> Grid:
+    """The crop grid a cache was built on, from the attributes `build_cache` writes (crop_shape, voxel_mm,
+    crop_origin_mm)."""
+    return Grid(
+        tuple(int(v) for v in cache_attrs["crop_shape"]),
+        float(cache_attrs["voxel_mm"]),
+        tuple(float(v) for v in cache_attrs["crop_origin_mm"]),
+    )
+
+
+def cache_rows(cache_ids: Sequence[str], subject_ids: Iterable[str], cache: str | os.PathLike, what: str) -> np.ndarray:
+    """The row of each of `subject_ids` in a cache whose subject_id column is `cache_ids`, in the order given.
+
+    Subjects the cache lacks raise InputError: "{cache}: {what} missing from the cache: ids; rebuild it"."""
+    index = {s: i for i, s in enumerate(cache_ids)}
+    subject_ids = list(subject_ids)
+    missing = [s for s in subject_ids if s not in index]
+    if missing:
+        raise InputError(f"{cache}: {what} missing from the cache: {', '.join(missing[:5])}; rebuild it")
+    return np.array([index[s] for s in subject_ids], dtype=np.int64)
+
+
+def per_cache_row(values: pd.Series, cache_ids: Sequence[str], cache: str | os.PathLike, what: str) -> np.ndarray:
+    """A value per subject (a Series indexed by subject_id, e.g. split membership) as one value per cache row,
+    "" for cache subjects it does not list; subjects it lists that the cache lacks raise InputError."""
+    out = np.full(len(cache_ids), "", dtype=object)
+    out[cache_rows(cache_ids, values.index, cache, what)] = values.to_numpy()
     return out

@@ -244,13 +244,11 @@ def registration_qc(table, preproc_dir, min_similarity: float, on_fail: str):
     import pandas as pd
 
     from adtransfer.errors import InputError
+    from adtransfer.inputs.cohort import read_validated
 
     if on_fail not in ON_FAIL:
         raise ValueError(f"on_fail must be one of {ON_FAIL}, got {on_fail!r}")
-    # ids such as "NA" or "null" are valid subject ids: only empty cells are missing values
-    df = pd.read_csv(
-        table, sep="\t", dtype={"subject_id": str, "sex": str, "site": str}, keep_default_na=False, na_values=[""]
-    )
+    df = read_validated(table)  # ids such as "NA" stay ids
     rows = []
     for sid in df["subject_id"]:
         sidecar = Path(preproc_dir) / f"{sid}.json"

@@ -179,6 +179,15 @@ def _raise_if(problems: list[str]) -> None:
     raise InputError(text)
 
 
+def read_validated(path: str | os.PathLike) -> pd.DataFrame:
+    """A validated cohort table as `validate` (or the registration QC) writes it (results/cohort/{cohort}.tsv):
+    the one reader of it. Ids such as "NA" or "null" are valid subject ids (and sites): only empty cells are
+    missing values."""
+    return pd.read_csv(
+        path, sep="\t", dtype={"subject_id": str, "sex": str, "site": str}, keep_default_na=False, na_values=[""]
+    )
+
+
 def require_two_classes(df: pd.DataFrame, name: str) -> None:
     """A classifier needs both AD and NC subjects."""
     counts = df["diagnosis"].value_counts()

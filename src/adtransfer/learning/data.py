@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from adtransfer.errors import InputError
-
-DEFAULT_RANGE = {"fdg_pet": (0.0, 3.0), "ecd_spect": (-4.0, 4.0)}
+from adtransfer.imaging.cache import cache_rows
 
 
 @dataclass
@@ -50,11 +49,7 @@ def select(cache: str | os.PathLike, splits: pd.DataFrame, column: str, value: s
         size = int(h5.attrs["mosaic_size"])
         labels = h5["label"][()]
         mmse = h5["mmse"][()]
-    index = {s: i for i, s in enumerate(cache_ids)}
-    missing = [s for s in ids if s not in index]
-    if missing:
-        raise InputError(f"{cache}: split subjects missing from the cache: {', '.join(missing[:5])}; rebuild it")
-    rows = np.array(sorted(index[s] for s in ids), dtype=np.int64)
+    rows = np.sort(cache_rows(cache_ids, ids, cache, "split subjects"))
     if task == "classify":
         targets = labels[rows].astype(np.int64)
         if np.any(targets < 0):

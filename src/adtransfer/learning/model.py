@@ -20,8 +20,12 @@ from keras import layers
 from adtransfer.errors import InputError
 
 IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-FEATURES_LAYER = "avg_pool"
 HEAD_PREFIX = "head_"
+# two feature layers, each right for its user: the backbone's 2048 pooled features, where fine-tuning cuts the
+# pre-trained model and puts a new head; and the head's FC layer after batch norm and ReLU (256 FDG | 128 ECD),
+# whose activations `predict` saves for the paper's t-SNE plots
+POOL_LAYER = "avg_pool"
+FC_FEATURES_LAYER = f"{HEAD_PREFIX}relu"
 
 
 @keras.saving.register_keras_serializable(package="adtransfer")
@@ -76,7 +80,7 @@ def build_backbone(
         x = layer(x)
     x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     base = keras.applications.InceptionV3(include_top=False, weights=weights, input_tensor=x)
-    features = layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(base.output)
+    features = layers.GlobalAveragePooling2D(name=POOL_LAYER)(base.output)
     model = keras.Model(inp, features, name="backbone")
     if bn_momentum is not None:
         set_bn_momentum(model, bn_momentum)
@@ -92,10 +96,10 @@ def set_bn_momentum(model: keras.Model, momentum: float) -> None:
 
 def add_head(backbone: keras.Model, task: str, fc_units: int, seed: int = 0) -> keras.Model:
     """The paper's head on a backbone's 2048 pooled features."""
-    features = backbone.get_layer(FEATURES_LAYER).output
+    features = backbone.get_layer(POOL_LAYER).output
     x = layers.Dense(fc_units, name=f"{HEAD_PREFIX}fc")(features)
     x = layers.BatchNormalization(name=f"{HEAD_PREFIX}bn")(x)
-    x = layers.ReLU(name=f"{HEAD_PREFIX}relu")(x)
+    x = layers.ReLU(name=FC_FEATURES_LAYER)(x)
     x = layers.Dropout(0.5, seed=seed, name=f"{HEAD_PREFIX}dropout")(x)
     if task == "classify":
         out = layers.Dense(2, activation="softmax", name=f"{HEAD_PREFIX}softmax")(x)
@@ -113,7 +117,7 @@ def from_pretrained(path: str | os.PathLike, task: str, fc_units: int, seed: int
     if not path.is_file():
         raise InputError(f"pre-trained model {path} does not exist")
     pretrained = keras.saving.load_model(path, compile=False)
-    backbone = keras.Model(pretrained.input, pretrained.get_layer(FEATURES_LAYER).output, name="backbone")
+    backbone = keras.Model(pretrained.input, pretrained.get_layer(POOL_LAYER).output, name="backbone")
     return add_head(backbone, task, fc_units, seed)
 
 

@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 
 from adtransfer.errors import InputError
+from adtransfer.imaging.cache import per_cache_row
 from adtransfer.io import atomic_output
 from adtransfer.learning.data import scale
 from adtransfer.learning.splits import read_splits, split_membership
 from adtransfer.results.evaluate import MOSAIC_COLUMNS, write_predictions
 
 log = logging.getLogger("adtransfer")
-
-FEATURES_LAYER = "head_relu"  # the FC layer after batch norm and ReLU: what the paper's t-SNE shows
 
 
 def model_settings(model_dir: str | os.PathLike) -> dict:
@@ -64,9 +63,11 @@ def predict_cohort(
 ) -> pd.DataFrame:
     import keras
 
+    from adtransfer.learning.model import FC_FEATURES_LAYER
+
     net, settings = load_trained(model_dir, threads)
     # one pass gives both the prediction and the FC features
-    probe = keras.Model(net.input, [net.output, net.get_layer(FEATURES_LAYER).output])
+    probe = keras.Model(net.input, [net.output, net.get_layer(FC_FEATURES_LAYER).output])
     member = split_membership(read_splits(splits_path), set_column)
 
     with h5py.File(cache, "r") as h5:
@@ -86,14 +87,11 @@ def predict_cohort(
     scores = np.concatenate(outputs).reshape(n, 3)
     features = np.concatenate(feats).reshape(n, 3, -1)
 
-    unknown = sorted(set(member.index) - set(ids))
-    if unknown:
-        raise InputError(f"{splits_path}: subjects missing from {cache}: {', '.join(unknown[:5])}; rebuild it")
     pred = pd.DataFrame(
         {
             "subject_id": ids,
             "diagnosis": diagnosis,
-            "split": member.reindex(ids).fillna("").to_numpy(),
+            "split": per_cache_row(member, ids, cache, f"subjects of {splits_path}"),
             "target": target,
         }
     )
@@ -106,7 +104,7 @@ def predict_cohort(
         h5.create_dataset("subject_id", data=ids.astype("S"))
         h5.create_dataset("diagnosis", data=diagnosis.astype("S"))
         h5.create_dataset("split", data=pred["split"].to_numpy().astype("S"))
-        h5.attrs["layer"] = FEATURES_LAYER
+        h5.attrs["layer"] = FC_FEATURES_LAYER
     log.info(
         "predicted %d subjects (%s) with %s",
         n,

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from adtransfer.errors import InputError
-from adtransfer.imaging.cache import read_cache
+from adtransfer.imaging.cache import per_cache_row, read_cache
 from adtransfer.io import write_text
 from adtransfer.learning.splits import read_splits, split_membership
 from adtransfer.results.evaluate import MOSAIC_COLUMNS, write_predictions
@@ -81,7 +81,7 @@ def train_baseline(
     data = read_cache(cache, with_mosaics=False)
     member = split_membership(read_splits(splits_path), set_column)
     ids = np.asarray(data["subject_id"])
-    split = member.reindex(ids).fillna("").to_numpy()
+    split = per_cache_row(member, ids, cache, f"subjects of {splits_path}")
     target = np.asarray(data["label"] if task == "classify" else data["mmse"], dtype=float)
     train = split == "train"
     if task == "classify" and np.any(target[train] < 0):
@@ -132,8 +132,8 @@ def explain_baseline(
     from adtransfer.imaging.roi import atlas_in
     from adtransfer.imaging.templates import MNI_2MM, load_templates
     from adtransfer.io import atomic_output, save_nifti
-    from adtransfer.results.explain import truth_scores
     from adtransfer.results.figures import brain_map_figure
+    from adtransfer.results.truth import truth_scores
 
     labels, table = atlas_in(crop_grid)
     coef = dict(zip(params["regions"], params["coef"], strict=True))
@@ -159,7 +159,7 @@ def explain_baseline(
     )
     summary = {"kind": params["kind"], "n_regions": len(params["regions"]), "penalty": params["penalty"]}
     if truth_json:
-        # scored as every explanation is (explain.truth_scores): the map in the direction of disease
+        # scored as every explanation is (truth.truth_scores): the map in the direction of disease
         toward_disease = crop_map if params["task"] == "mmse" else -crop_map
         scores = truth_scores(toward_disease, ranked["region"].tolist(), truth_json, crop_grid)
         summary["ground_truth"] = {**scores["top_regions"], **scores}

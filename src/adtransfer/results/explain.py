@@ -29,11 +29,13 @@ import numpy as np
 import pandas as pd
 
 from adtransfer.errors import InputError
-from adtransfer.imaging.grid import Grid, crop, uncrop
+from adtransfer.imaging.cache import cache_rows, crop_grid_of
+from adtransfer.imaging.grid import Grid, uncrop
 from adtransfer.imaging.mosaic import TILES, mosaics_to_volume, resize_tile
 from adtransfer.imaging.roi import atlas_in
 from adtransfer.io import atomic_output, write_text
 from adtransfer.learning.data import scale
+from adtransfer.results.truth import truth_scores
 
 
 def class_score_model(net, layer: str):
@@ -137,56 +139,7 @@ def region_table(volume: np.ndarray, crop_grid: Grid, name: str = "gradcam") -> 
     return out.sort_values(name, ascending=False, kind="stable").reset_index(drop=True)
 
 
-def mass_ratio(volume: np.ndarray, truth: np.ndarray, brain: np.ndarray) -> dict:
-    """Share of the map's mass inside the true altered voxels, divided by their share of the brain volume.
-
-    1 is what a map spread uniformly over the brain gives; higher means the map finds the altered regions.
-    """
-    brain = brain.astype(bool)
-    mass = np.clip(volume, 0, None)[brain]
-    inside = truth.astype(bool)[brain]
-    chance = float(inside.mean())
-    share = float(mass[inside].sum() / mass.sum()) if mass.sum() > 0 else float("nan")
-    return {"mass_share": share, "volume_share": chance, "ratio": share / chance if chance > 0 else float("nan")}
-
-
-def top_regions_hit(regions: list[str], altered_prefixes: list[str], k: int = 10) -> dict:
-    """How many of the first k regions belong to the generator's altered set (AAL3 name prefixes)."""
-    top = list(regions)[:k]
-    hits = [r for r in top if any(r.startswith(p) for p in altered_prefixes)]
-    return {"k": k, "hits": len(hits), "regions": top, "altered_in_top": hits}
-
-
 # --- the explain step of one CNN (TensorFlow) ----------------------------------------------------------
-
-
-def crop_grid_of(cache_attrs: dict) -> Grid:
-    return Grid(
-        tuple(int(v) for v in cache_attrs["crop_shape"]),
-        float(cache_attrs["voxel_mm"]),
-        tuple(float(v) for v in cache_attrs["crop_origin_mm"]),
-    )
-
-
-def altered_mask(truth_json: str | os.PathLike, crop_grid: Grid) -> tuple[np.ndarray, list[str]]:
-    """The generator's altered regions (AAL3 name prefixes from ground_truth.json) on the crop."""
-    from adtransfer.imaging.templates import load_templates
-
-    prefixes = list(json.loads(Path(truth_json).read_text())["altered_regions"])
-    t = load_templates()
-    return crop(t.region_mask(prefixes), t.grid, crop_grid), prefixes
-
-
-def truth_scores(volume: np.ndarray, ranked_regions: list[str], truth_json: str | os.PathLike, crop_grid: Grid) -> dict:
-    """One scoring for every explanation (Grad-CAM, occlusion, ROI coefficients): the map's mass inside the
-    generator's altered regions against chance (negative values count as 0; NaN voxels as unmeasured), and how
-    many of its ten first-ranked regions the generator altered."""
-    from adtransfer.imaging.templates import MNI_2MM, load_templates
-
-    mask, prefixes = altered_mask(truth_json, crop_grid)
-    brain = crop(load_templates().brain_mask, MNI_2MM, crop_grid)
-    values = np.nan_to_num(np.asarray(volume, np.float64), nan=0.0)
-    return {**mass_ratio(values, mask, brain), "top_regions": top_regions_hit(ranked_regions, prefixes)}
 
 
 def load_test_mosaics(
@@ -198,11 +151,7 @@ def load_test_mosaics(
 
     test = subset(read_predictions(predictions), "test", classify=True).sort_values("subject_id")
     with h5py.File(cache, "r") as h5:
-        index = {s: i for i, s in enumerate(h5["subject_id"].asstr()[()])}
-        missing = [s for s in test["subject_id"] if s not in index]
-        if missing:
-            raise InputError(f"{cache}: test subjects of {predictions} missing from the cache: {missing[:5]}")
-        rows = np.array([index[s] for s in test["subject_id"]], dtype=np.int64)
+        rows = cache_rows(h5["subject_id"].asstr()[()], test["subject_id"], cache, f"test subjects of {predictions}")
         order = np.argsort(rows)  # h5py fancy indexing wants increasing rows
         mosaics = np.empty((len(rows), *h5["mosaics"].shape[1:]), np.float32)
         mosaics[order] = h5["mosaics"][rows[order]]

@@ -193,15 +193,15 @@ def run_occlusion(
     """Region occlusion of one CNN classifier on its test subjects: occlusion_regions.tsv (ranked),
     occlusion_AD.nii.gz (mean AD drop per region on the MNI grid, NaN where not measured), a brain-map PNG and
     occlusion_summary.json (subjects, time, images, and on synthetic cohorts the ground-truth scores)."""
-    from adtransfer.imaging.cache import read_cache
+    from adtransfer.imaging.cache import crop_grid_of, per_cache_row, read_cache
     from adtransfer.imaging.grid import crop
     from adtransfer.imaging.templates import MNI_2MM, load_templates
     from adtransfer.io import save_nifti
     from adtransfer.learning.data import scale
     from adtransfer.learning.predict import load_trained
     from adtransfer.learning.splits import read_splits, split_membership
-    from adtransfer.results.explain import crop_grid_of, truth_scores
     from adtransfer.results.figures import brain_map_figure
+    from adtransfer.results.truth import truth_scores
 
     classes = list(classes)
     if not classes or classes[0] != "AD" or not set(classes) <= {"AD", "NC"}:
@@ -210,7 +210,9 @@ def run_occlusion(
     ids, labels_dx = np.asarray(data["subject_id"]), np.asarray(data["label"]).astype(int)
     crop_grid = crop_grid_of(data["attrs"])
     size = int(data["attrs"]["mosaic_size"])
-    member = split_membership(read_splits(splits_path), set_column).reindex(ids).fillna("").to_numpy()
+    member = per_cache_row(
+        split_membership(read_splits(splits_path), set_column), ids, cache, f"subjects of {splits_path}"
+    )
     reference_sel, test_sel = select_subjects(member, labels_dx, classes)
     reference_ids, test_ids, targets = ids[reference_sel], ids[test_sel], labels_dx[test_sel]
     wanted = [{"AD": 1, "NC": 0}[c] for c in classes]

@@ -30,14 +30,6 @@ from adtransfer.results.evaluate import (
     subset,
 )
 
-PAPER_COLUMNS = [
-    "Sensitivity (%)",
-    "Specificity (%)",
-    "Precision (%)",
-    "Accuracy (%)",
-    "F1 score (%)",
-    "AUC for AD/NC (95% CI)",
-]
 HIDDEN = ("kind", "name", "auc", "auc_ci_low", "auc_ci_high", "auc_replicate_mean", "auc_replicate_sd")
 
 
@@ -306,22 +298,71 @@ def write_table(df: pd.DataFrame, out_dir: Path, name: str) -> None:
 # --- the summary: what the statistics say, stated plainly -----------------------------------------------
 
 
+def _decided_by(c: pd.Series) -> str:
+    """The test that decides a comparison, and the multiplicity correction applied to its p value."""
+    k = int(c["family_size"])
+    return f"the {c['test']} test, Holm-adjusted within family '{c['family']}' ({k} test{'s' if k > 1 else ''})"
+
+
 def _verdict(c: pd.Series, alpha: float) -> str:
-    fam = f"Holm over the {c['family_size']} test{'s' if c['family_size'] > 1 else ''} of family '{c['family']}'"
+    """What the test decided (the Holm-adjusted p of the comparison's own test against alpha); the direction of a
+    significant two-sided test is that of the estimated difference. The bootstrap CI is the uncertainty shown
+    beside it: when it disagrees with the test, the sentence says so instead of letting the CI look decisive."""
+    ci_has_zero = c["ci_low"] <= 0 <= c["ci_high"]
     if c["significant_holm"]:
         better = c["model_a"] if (c["difference"] > 0) == (c["measure"] == "AUC") else c["model_b"]
-        return f"significant at {alpha:g} after {fam}: {better} is better on this test set"
-    return f"not significant at {alpha:g} after {fam}: no difference shown on this test set"
+        out = f"significant at {alpha:g}: {better} is better on this test set"
+        if ci_has_zero:
+            out += " (the bootstrap CI still includes 0: the difference is imprecisely estimated)"
+        return out
+    out = f"not significant at {alpha:g}: no difference shown on this test set"
+    if not ci_has_zero:
+        out += f" (the bootstrap CI excludes 0, but the CI does not decide: {c['test']} after Holm does)"
+    return out
 
 
 def comparison_sentence(c: pd.Series, alpha: float) -> str:
+    """One pre-specified comparison: the estimate with its paired bootstrap CI (the uncertainty), then the test
+    that decided (named, with its raw and Holm-adjusted p) and its verdict."""
     digits = 3 if c["measure"] == "AUC" else 2
     return (
         f"{c['model_a']} vs {c['model_b']} (test n={int(c['n_test'])}): {c['measure']} {c['value_a']:.{digits}f} vs "
         f"{c['value_b']:.{digits}f}, difference {c['difference']:+.{digits}f} (paired bootstrap 95% CI "
-        f"{c['ci_low']:+.{digits}f} to {c['ci_high']:+.{digits}f}); {c['test']} p = {c['p']:.2g}, Holm-adjusted "
-        f"p = {c['p_holm']:.2g}: {_verdict(c, alpha)}."
+        f"{c['ci_low']:+.{digits}f} to {c['ci_high']:+.{digits}f}). Decided by {_decided_by(c)}: "
+        f"p = {c['p']:.2g}, Holm-adjusted p = {c['p_holm']:.2g}: {_verdict(c, alpha)}."
     )
+
+
+def _cnn_against_roi(res: Results, comps: pd.DataFrame, role: str, cohort: str, alpha: float) -> str | None:
+    """A cohort's CNN against its ROI baseline. A CNN is chosen on validation AUC only among CNNs validated on
+    the same subjects (one split column): FDG CNNs of different pre-training sizes each have their own nested
+    train/validation split, so their validation AUCs come from different subjects and cannot rank them; then the
+    pre-specified test comparison of the largest pre-training size (fixed in advance, not chosen) is reported."""
+    cnns = res.select(role, kind="cnn")
+    if not cnns:
+        return None
+    val_sets = sorted({m.set_column for m in cnns}, key=lambda c: (len(c), c))
+    if len(val_sets) == 1:
+        scored = [(res.validation(m).get("val_auc_ensemble"), m) for m in cnns]
+        scored = [(v, m) for v, m in scored if v is not None]
+        if not scored:
+            return None
+        val, chosen = max(scored, key=lambda t: t[0])
+        head = (
+            f"{cohort}, the CNN chosen on validation AUC ({chosen.label}, validation AUC {val:.3f}; all "
+            f"{len(scored)} {cohort} CNNs validated on the same subjects, split column {val_sets[0]})"
+        )
+    else:
+        chosen = max(cnns, key=lambda m: m.size or 0)
+        head = (
+            f"{cohort}: no CNN is chosen on validation, as the {len(cnns)} CNNs were validated on different "
+            f"subjects (each pre-training size has its own train/validation split: {', '.join(val_sets)}); the "
+            f"largest pre-training size, fixed in advance ({chosen.label})"
+        )
+    hit = comps[(comps["name_a"] == chosen.name) & (comps["name_b"].str.startswith("roi/"))]
+    if not len(hit):
+        return None
+    return f"{head}, against the ROI baseline: {comparison_sentence(hit.iloc[0], alpha)}"
 
 
 def summary_sentences(
@@ -345,27 +386,23 @@ def summary_sentences(
             f"{e['max']:+.3f}); {e['positive']} of {e['n']} replicates favour fine-tuning, {e['negative']} the "
             f"comparator. FDG pre-training ran once: the spread is that of the ECD stage only."
         )
-    # the CNN chosen on validation, against its ROI baseline
+    # each cohort's CNN against its ROI baseline (chosen on validation only among CNNs sharing validation subjects)
     for role, cohort in (("fdg", "FDG PET"), ("ecd", "ECD SPECT")):
-        cnns = [(res.validation(m).get("val_auc_ensemble"), m) for m in res.select(role, kind="cnn")]
-        cnns = [(v, m) for v, m in cnns if v is not None]
-        if not cnns:
-            continue
-        val, best = max(cnns, key=lambda t: t[0])
-        hit = comps[(comps["name_a"] == best.name) & (comps["name_b"].str.startswith("roi/"))]
-        head = f"{cohort}, the CNN chosen on validation AUC ({best.label}, validation AUC {val:.3f})"
-        if len(hit):
-            out.append(f"{head} against the ROI baseline: {comparison_sentence(hit.iloc[0], alpha)}")
+        sentence = _cnn_against_roi(res, comps, role, cohort, alpha)
+        if sentence:
+            out.append(sentence)
     for family in [f for f in comps["family"].unique() if f not in ("primary", "mmse")]:
         fam = comps[comps["family"] == family]
         sig = fam[fam["significant_holm"]]
         listed = "; ".join(
-            f"{c['model_a']} vs {c['model_b']} (Δ{c['measure']} {c['difference']:+.3f}, 95% CI "
-            f"{c['ci_low']:+.3f} to {c['ci_high']:+.3f}, Holm p {c['p_holm']:.2g})"
+            f"{c['model_a']} vs {c['model_b']} ({c['test']} Holm-adjusted p {c['p_holm']:.2g}; Δ{c['measure']} "
+            f"{c['difference']:+.3f}, paired bootstrap 95% CI {c['ci_low']:+.3f} to {c['ci_high']:+.3f})"
             for _, c in sig.iterrows()
         )
+        tests = " / ".join(dict.fromkeys(fam["test"]))
         out.append(
-            f"Family '{family}': {len(sig)} of {len(fam)} comparisons significant at {alpha:g} after Holm"
+            f"Family '{family}': {len(sig)} of {len(fam)} comparisons significant at {alpha:g}, decided by the "
+            f"{tests} test{'s' if ' / ' in tests else ''} with Holm adjustment within the family"
             + (f": {listed}." if len(sig) else ".")
         )
     for _, m in mmse.iterrows():
@@ -413,9 +450,10 @@ def summary_html(
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>adtransfer summary</title><style>{CSS}</style></head><body><main>",
         "<h1>adtransfer: result summary</h1>",
-        "<p class='sub'>Test-set results of the pre-specified comparisons (p values Holm-adjusted within each "
-        f"family, α = {alpha:g}; differences with paired bootstrap 95 % CIs); any model called best was chosen on "
-        "validation data.</p>",
+        "<p class='sub'>Test-set results of the pre-specified comparisons. Each is decided by its named test "
+        f"(DeLong for AUC, Wilcoxon signed-rank for MAE), p values Holm-adjusted within each family, α = {alpha:g}; "
+        "differences are shown with paired bootstrap 95 % CIs, their uncertainty. A model is chosen on validation "
+        "only among models validated on the same subjects.</p>",
         "<h2>Findings</h2><ol class='findings'>",
     ]
     for s in sentences:
@@ -703,9 +741,9 @@ def explanation_figure(
     by side on the grey-matter template, each map in the direction of AD and scaled to its own maximum."""
     import nibabel as nib
 
+    from adtransfer.imaging.cache import crop_grid_of
     from adtransfer.imaging.grid import crop
     from adtransfer.imaging.templates import MNI_2MM, load_templates
-    from adtransfer.results.explain import crop_grid_of
 
     res = Results(results_dir, sizes)
     m = next(x for x in res.models if x.name == model)
