@@ -172,11 +172,12 @@ def run_steps(params: PreprocParams, in_file: str, who: str) -> tuple[np.ndarray
     """Reorient, resample, normalize and crop an MNI-space NIfTI scan in this process, without nipype: the cropped
     volume and the scan on the MNI grid, equal to the bit to what the nipype workflow (imaging.nodes) gives. The
     workflow's nodes pass float32 NIfTI files; where that is not lossless, it is done here too: the reoriented
-    scan's affine (float64 in memory, float32 in the header) goes through the same bytes, and the cropped volume
-    comes back in a file's (Fortran) memory order, which decides the float32 summation order of its mean."""
+    scan's affine (float64 in memory, float32 in the header) goes through the same bytes, and the volumes come
+    back in a file's (Fortran) memory order, which decides the float32 summation order of the sidecar's mean."""
     img = reorient(load_volume(os.path.abspath(in_file), who=who))  # the Reorient node reads the absolute path
     as_written = nib.Nifti1Image(np.asarray(img.dataobj).astype(np.float32), img.affine)
     on_mni = resample_to_mni(nib.Nifti1Image.from_bytes(as_written.to_bytes()), MNI_2MM, params.interpolation)
+    on_mni = np.asfortranarray(on_mni)  # as the Normalize node reads it (a copy only where resampling made one)
     normalized = normalize_intensity(on_mni, params.modality, params.reference, who)
     box = Grid(params.crop_grid.shape, MNI_2MM.voxel_mm, params.crop_grid.origin_mm)  # as the Crop node builds it
     return np.asfortranarray(crop_to_box(normalized, box), dtype=np.float32), on_mni
