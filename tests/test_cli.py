@@ -102,18 +102,35 @@ def test_validate_main_does_not_import_tensorflow(tmp_path):
 
 
 def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_cohort, tmp_path):
-    """One preprocessing job per subject: every import it does not need is paid once per scan."""
+    """One preprocessing job per subject, as the workflow's rule runs it (MNI space, both QC images, sidecar):
+    every import it does not need is paid once per scan. nipype, scipy.ndimage and pydicom (which nibabel imports
+    unless hidden) included: an MNI-space scan runs the steps as plain functions."""
     scan = sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0]
     args = ["preprocess", "--input", str(scan), "--output", str(tmp_path / "out.nii.gz"), "--modality", "fdg"]
     args += ["--qc", str(tmp_path / "qc.png"), "--sidecar", str(tmp_path / "out.json")]
+    args += ["--registration-qc", str(tmp_path / "reg.png"), "--space", "mni", "--registration", "{}"]
     code = (
         "import json, sys; from adtransfer.cli import main; rc = main(json.loads(sys.argv[1])); "
-        "heavy = sorted({'pandas', 'matplotlib', 'sklearn', 'tensorflow'} & set(sys.modules)); "
+        "heavy = sorted(set(json.loads(sys.argv[2])) & set(sys.modules)); "
         "assert not heavy, f'imported {heavy}'; sys.exit(rc)"
     )
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, timeout=300)
+    heavy = ["pandas", "matplotlib", "sklearn", "tensorflow", "nipype", "networkx", "traits", "scipy.ndimage"]
+    heavy += ["pydicom", "requests", "yaml", "jsonschema", "h5py", "SimpleITK"]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(args), json.dumps(heavy)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "out.json").read_text())["roi_means"]
+    assert (tmp_path / "reg.png").exists()
+
+
+def test_cli_import_is_light():
+    """`adtransfer <step>` parses its arguments before any step imports its libraries."""
+    code = "import sys, adtransfer.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in sys.argv[1:]))"
+    heavy = ["numpy", "nibabel", "nipype", "scipy", "pandas", "PIL", "matplotlib", "yaml", "jsonschema", "tensorflow"]
+    proc = subprocess.run([sys.executable, "-c", code, *heavy], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 # --- defects: exit 2, one message, no traceback --------------------------------------------------------

@@ -73,7 +73,22 @@ def cmd_validate(args: argparse.Namespace) -> None:
             df.drop(columns="row").to_csv(tmp, sep="\t", index=False)
 
 
+def _import_nibabel_without_pydicom() -> None:
+    """Import nibabel with pydicom hidden: nibabel imports pydicom (and through it requests, urllib3, PIL plugins)
+    at its own import, about 0.13 s of CPU, only to parse DICOM header extensions of NIfTI files, which
+    preprocessing never reads (`load_volume` keeps the data and affine only). nibabel then keeps such extensions as
+    raw bytes. pydicom stays importable for everything imported afterwards. For one-process-per-subject steps."""
+    if "nibabel" in sys.modules or "pydicom" in sys.modules:
+        return
+    sys.modules["pydicom"] = None  # `import pydicom` raises ImportError; nibabel's optional_package catches it
+    try:
+        import nibabel  # noqa: F401
+    finally:
+        del sys.modules["pydicom"]
+
+
 def cmd_preprocess(args: argparse.Namespace) -> None:
+    _import_nibabel_without_pydicom()
     from adtransfer.imaging.grid import Grid
     from adtransfer.imaging.preprocess import PreprocParams, preprocess_subject
     from adtransfer.imaging.registration import RegistrationSettings
