@@ -124,6 +124,20 @@ def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_c
     assert (tmp_path / "reg.png").exists()
 
 
+def test_preprocess_job_reads_a_scan_with_a_dicom_header_extension(fdg_cohort, tmp_path):
+    """The preprocess command imports nibabel with pydicom hidden: a NIfTI DICOM extension (ecode 2) is then kept
+    as raw bytes, never parsed, and the scan preprocesses as without it."""
+    img = nib.load(sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0])
+    scan = nib.Nifti1Image(np.asarray(img.dataobj), img.affine)
+    scan.header.extensions.append(nib.nifti1.Nifti1Extension(2, b"not a DICOM data set"))
+    nib.save(scan, tmp_path / "ext.nii.gz")
+    proc = run_cli(
+        "preprocess", "--input", tmp_path / "ext.nii.gz", "--output", tmp_path / "out.nii.gz", "--modality", "fdg"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert nib.load(tmp_path / "out.nii.gz").shape == (95, 95, 48)
+
+
 def test_cli_import_is_light():
     """`adtransfer <step>` parses its arguments before any step imports its libraries."""
     code = "import sys, adtransfer.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in sys.argv[1:]))"
