@@ -99,13 +99,42 @@ def test_validate_main_does_not_import_tensorflow(tmp_path):
 
 
 def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_cohort, tmp_path):
-    """One preprocessing job per subject: every import it does not need is paid once per scan."""
+    """One preprocessing job per subject, as the workflow's rule runs it (MNI space, both QC images, sidecar):
+    every import it does not need is paid once per scan. nipype, scipy.ndimage and pydicom (which nibabel imports
+    unless hidden) included: an MNI-space scan runs the steps as plain functions."""
     scan = sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0]
     args = ["preprocess", "--input", str(scan), "--output", str(tmp_path / "out.nii.gz"), "--modality", "fdg"]
     args += ["--qc", str(tmp_path / "qc.png"), "--sidecar", str(tmp_path / "out.json")]
-    proc = run_steps_without([args], {"pandas", "matplotlib", "sklearn", "tensorflow"})
+    args += ["--registration-qc", str(tmp_path / "reg.png"), "--space", "mni", "--registration", "{}"]
+    heavy = {"pandas", "matplotlib", "sklearn", "tensorflow", "nipype", "networkx", "traits", "scipy.ndimage"}
+    heavy |= {"yaml", "jsonschema", "h5py", "SimpleITK"}
+    proc = run_steps_without([args], heavy)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "out.json").read_text())["roi_means"]
+    assert (tmp_path / "reg.png").exists()
+
+
+def test_preprocess_job_reads_a_scan_with_a_dicom_header_extension(fdg_cohort, tmp_path):
+    """A NIfTI carrying a DICOM header extension (ecode 2, here not even valid DICOM) preprocesses: the step reads
+    the data and affine only."""
+    img = nib.load(sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0])
+    scan = nib.Nifti1Image(np.asarray(img.dataobj), img.affine)
+    scan.header.extensions.append(nib.nifti1.Nifti1Extension(2, b"not a DICOM data set"))
+    nib.save(scan, tmp_path / "ext.nii.gz")
+    proc = run_cli(
+        "preprocess", "--input", tmp_path / "ext.nii.gz", "--output", tmp_path / "out.nii.gz", "--modality", "fdg"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert nib.load(tmp_path / "out.nii.gz").shape == (95, 95, 48)
+
+
+def test_cli_import_is_light():
+    """`adtransfer <step>` parses its arguments before any step imports its libraries."""
+    code = "import sys, adtransfer.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in sys.argv[1:]))"
+    heavy = ["numpy", "nibabel", "nipype", "scipy", "pandas", "PIL", "matplotlib", "yaml", "jsonschema", "tensorflow"]
+    proc = subprocess.run([sys.executable, "-c", code, *heavy], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 # --- defects: exit 2, one message, no traceback --------------------------------------------------------

@@ -369,3 +369,51 @@ def test_messy_but_valid_matrix(variant, clean_twins, fdg_params, tmp_path):
     assert messy["mosaics"].shape == clean["mosaics"].shape == (3, 3, MOSAIC, MOSAIC)
     np.testing.assert_allclose(messy["mosaics"], clean["mosaics"], **mos_tol)
     np.testing.assert_allclose(messy["roi"], clean["roi"], rtol=1e-4, atol=1e-4)
+
+
+# --- the two ways of running the steps give the same bytes ---------------------------------------------
+
+
+def _flipped_shifted(scan: Path, path: Path) -> Path:
+    """The scan on a shifted grid (resampling through the affine) stored left-right flipped (reorient works)."""
+    aff = MNI_2MM.affine.copy()
+    aff[:3, 3] += (5.0, -7.0, 3.0)
+    shifted = resample_from_to(nib.load(scan), (MNI_2MM.shape, aff), order=1)
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip[0, 3] = MNI_2MM.shape[0] - 1
+    nib.save(nib.Nifti1Image(np.asarray(shifted.dataobj)[::-1], shifted.affine @ flip), path)
+    return path
+
+
+@pytest.mark.parametrize("case", ["fdg", "ecd", "flipped_shifted"])
+def test_direct_steps_equal_the_nipype_workflow_bit_for_bit(case, fdg_cohort, ecd_cohort, crop_grid, tmp_path):
+    """MNI-space scans skip nipype (`run_steps`); its volumes must be the workflow's to the bit, memory order
+    included (it decides the sidecar's float32 mean)."""
+    from adtransfer.imaging.nodes import run_workflow
+    from adtransfer.imaging.preprocess import run_steps
+
+    scan = _scans(ecd_cohort if case == "ecd" else fdg_cohort)[0]
+    if case == "flipped_shifted":
+        scan = _flipped_shifted(scan, tmp_path / "flipped.nii.gz")
+    params = PreprocParams("ecd_spect" if case == "ecd" else "fdg_pet", crop_grid)
+    direct, direct_mni = run_steps(params, str(scan), "who")
+    (tmp_path / "work").mkdir()
+    nodes, nodes_mni, registration = run_workflow(params, str(scan), "who", str(tmp_path / "work"))
+    assert registration == {"space": "mni", "registered": False}
+    for a, b in ((direct, nodes), (direct_mni, nodes_mni)):
+        assert a.dtype == b.dtype == np.float32
+        assert a.tobytes(order="A") == b.tobytes(order="A")
+        assert a.flags.f_contiguous == b.flags.f_contiguous
+    assert direct.mean() == nodes.mean()
+
+
+def test_numpy_dilate_and_erode_equal_scipy(brain):
+    from scipy import ndimage
+
+    from adtransfer.imaging.preprocess import dilate, erode
+
+    rng = np.random.default_rng(0)
+    for mask in (brain, rng.random((17, 12, 9)) > 0.4, np.ones((5, 6, 7), bool)):
+        for n in (1, 4):
+            assert np.array_equal(dilate(mask, n), ndimage.binary_dilation(mask, iterations=n))
+        assert np.array_equal(erode(mask), ndimage.binary_erosion(mask))

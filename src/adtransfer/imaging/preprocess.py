@@ -1,30 +1,33 @@
-"""Per-subject preprocessing of a scan, as a nipype workflow.
+"""Per-subject preprocessing of a scan: plain functions, run directly or as the nodes of a nipype workflow.
 
     [dicom (a series folder -> NIfTI)] -> reorient (validate, RAS+) -> [register (space: native)]
         -> resample onto the 2 mm MNI grid -> normalize intensity -> crop -> export
                                                                           \\-> QC
 
-Each step is a small nipype interface around a plain function. `register` (adtransfer.imaging.registration) estimates
-the scanner -> MNI affine and writes it into the header, so `resample` follows it like any other affine.
+Each step is a plain function here. DICOM series and native-space scans run them as a nipype workflow (one small
+interface per step, adtransfer.imaging.nodes); an MNI-space NIfTI scan, the common case and one process per
+subject in the workflow, runs them in the same order without nipype (`run_steps`), which spares each job nipype's
+start-up; the outputs are the same to the byte. `register` (adtransfer.imaging.registration) estimates the
+scanner -> MNI affine and writes it into the header, so `resample` follows it like any other affine.
 Intensity: FDG is divided by its mean uptake in a reference region (whole brain by default, as ADNI's
 "normalized to global brain uptake"); ECD is z-scored within the brain (mean 0, SD 1), as the paper. The crop
 keeps 95x95x48 voxels (see config `crop`).
+
+Import cost matters (one process per subject): nothing here imports nipype, scipy, pandas or matplotlib at module
+level; they are imported where a step needs them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
 
 from adtransfer import __version__, modalities
 from adtransfer.errors import InputError
@@ -118,9 +121,7 @@ def field_of_view(data: np.ndarray, brain: np.ndarray, max_zero_fraction: float 
 def background_level(data: np.ndarray, margin_voxels: int = 4) -> float:
     """The normalized intensity of the scan's background: the median outside the MNI brain mask dilated by
     `margin_voxels` (scalp and skull stay out). FDG: about 0; ECD (z-scored): about -mean/SD, e.g. -5."""
-    from scipy import ndimage
-
-    outside = ~ndimage.binary_dilation(load_templates().brain_mask, iterations=margin_voxels)
+    outside = ~dilate(load_templates().brain_mask, margin_voxels)
     return float(np.median(data[outside])) if outside.any() else 0.0
 
 
@@ -131,215 +132,55 @@ def crop_to_box(data: np.ndarray, box: Grid) -> np.ndarray:
     return crop(data, MNI_2MM, box, fill=background_level(data))
 
 
-# --- nipype interfaces around them --------------------------------------------------------------------
-# (module level, so that nipype can pickle them into crash files)
+def dilate(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """Binary dilation by the 6-neighbourhood, `iterations` times, nothing outside the array: the same voxels as
+    scipy.ndimage.binary_dilation(mask, iterations=...) (its default structure), without importing scipy."""
+    out = np.asarray(mask, bool)
+    for _ in range(iterations):
+        grown = out.copy()
+        for lo, hi in _neighbour_slices(out.shape):
+            grown[lo] |= out[hi]
+            grown[hi] |= out[lo]
+        out = grown
+    return out
 
 
-class _ImageIn(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True)
-    who = traits.Str("", usedefault=True, desc="subject and table row, for error messages")
+def erode(mask: np.ndarray) -> np.ndarray:
+    """Binary erosion by the 6-neighbourhood, outside the array counting as background: the same voxels as
+    scipy.ndimage.binary_erosion(mask) (its default structure and border), without importing scipy."""
+    mask = np.asarray(mask, bool)
+    out = mask.copy()
+    for axis, (lo, hi) in enumerate(_neighbour_slices(mask.shape)):
+        out[lo] &= mask[hi]
+        out[hi] &= mask[lo]
+        edge = [slice(None)] * mask.ndim
+        for i in (0, -1):
+            edge[axis] = i
+            out[tuple(edge)] = False
+    return out
 
 
-class _ImageOut(TraitedSpec):
-    out_file = File(exists=True)
+def _neighbour_slices(shape: tuple[int, ...]):
+    """Per axis, the slices of the array without its last and without its first layer."""
+    for axis, n in enumerate(shape):
+        lo, hi = [slice(None)] * len(shape), [slice(None)] * len(shape)
+        lo[axis], hi[axis] = slice(0, n - 1), slice(1, n)
+        yield tuple(lo), tuple(hi)
 
 
-def _save(data: np.ndarray, affine: np.ndarray, name: str) -> str:
-    path = os.path.abspath(name)
-    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), path)
-    return path
-
-
-class Reorient(SimpleInterface):
-    """Load and check the scan (3D, finite, non-empty, scaling honoured), reorient to RAS+."""
-
-    input_spec = _ImageIn
-    output_spec = _ImageOut
-
-    def _run_interface(self, runtime):
-        img = reorient(load_volume(self.inputs.in_file, who=self.inputs.who))
-        self._results["out_file"] = _save(np.asarray(img.dataobj), img.affine, "reoriented.nii")
-        return runtime
-
-
-class _ResampleIn(_ImageIn):
-    order = traits.Int(1, usedefault=True)
-
-
-class Resample(SimpleInterface):
-    """Resample onto the 2 mm MNI grid through the affine."""
-
-    input_spec = _ResampleIn
-    output_spec = _ImageOut
-
-    def _run_interface(self, runtime):
-        data = resample_to_mni(nib.load(self.inputs.in_file), MNI_2MM, self.inputs.order)
-        self._results["out_file"] = _save(data, MNI_2MM.affine, "mni.nii")
-        return runtime
-
-
-class _NormalizeIn(_ImageIn):
-    modality = traits.Enum(*MODALITIES, mandatory=True)
-    reference = traits.Enum(*REFERENCE_REGIONS, usedefault=True)
-
-
-class Normalize(SimpleInterface):
-    """FDG: divide by mean uptake in the reference region; ECD: z-score within the brain."""
-
-    input_spec = _NormalizeIn
-    output_spec = _ImageOut
-
-    def _run_interface(self, runtime):
-        data = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
-        out = normalize_intensity(data, self.inputs.modality, self.inputs.reference, self.inputs.who)
-        self._results["out_file"] = _save(out, MNI_2MM.affine, "normalized.nii")
-        return runtime
-
-
-class _CropIn(_ImageIn):
-    crop_shape = traits.Tuple(traits.Int, traits.Int, traits.Int, mandatory=True)
-    crop_origin_mm = traits.Tuple(traits.Float, traits.Float, traits.Float, mandatory=True)
-
-
-class Crop(SimpleInterface):
-    """Cut the 95x95x48 box (padding outside the MNI grid with the scan's background level)."""
-
-    input_spec = _CropIn
-    output_spec = _ImageOut
-
-    def _run_interface(self, runtime):
-        box = Grid(self.inputs.crop_shape, MNI_2MM.voxel_mm, self.inputs.crop_origin_mm)
-        data = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
-        self._results["out_file"] = _save(crop_to_box(data, box), box.affine, "cropped.nii")
-        return runtime
-
-
-def build_workflow(params: PreprocParams, in_file: str, who: str, base_dir: str):
-    """The nipype workflow for one scan; the last node's out_file is the preprocessed volume."""
-    from nipype import Node, Workflow
-
-    wf = Workflow(name="preprocess", base_dir=base_dir)
-    reorient_node = Node(Reorient(who=who), name="reorient")
-    _connect_input(wf, reorient_node, in_file, who)
-    resample_node = Node(Resample(order=params.interpolation, who=who), name="resample")
-    normalize_node = Node(Normalize(modality=params.modality, reference=params.reference, who=who), name="normalize")
-    crop_node = Node(
-        Crop(crop_shape=params.crop_grid.shape, crop_origin_mm=params.crop_grid.origin_mm, who=who),
-        name="crop",
-    )
-    wf.connect(
-        [
-            (_connect_registration(wf, params, reorient_node, who), resample_node, [("out_file", "in_file")]),
-            (resample_node, normalize_node, [("out_file", "in_file")]),
-            (normalize_node, crop_node, [("out_file", "in_file")]),
-        ]
-    )
-    return wf
-
-
-# --- native space and DICOM input: the nodes in front of `resample` --------------------------------------
-
-
-class _DicomIn(BaseInterfaceInputSpec):
-    in_dir = traits.Directory(exists=True, mandatory=True)
-    who = traits.Str("", usedefault=True)
-
-
-class DicomToNifti(SimpleInterface):
-    """One DICOM series folder -> NIfTI, with dcm2niix (see adtransfer.inputs.dicom)."""
-
-    input_spec = _DicomIn
-    output_spec = _ImageOut
-
-    def _run_interface(self, runtime):
-        from adtransfer.inputs.dicom import convert_series
-
-        out = convert_series(self.inputs.in_dir, os.path.abspath("series.nii"), self.inputs.who)
-        self._results["out_file"] = str(out)
-        return runtime
-
-
-class _RegisterIn(_ImageIn):
-    modality = traits.Enum(*MODALITIES, mandatory=True)
-    settings = traits.Dict(desc="RegistrationSettings fields (config preprocess.registration)")
-
-
-class _RegisterOut(_ImageOut):
-    registration_file = File(exists=True, desc="JSON: affine_scanner_to_mni, similarity, seconds")
-
-
-class Register(SimpleInterface):
-    """Register the scan to the modality template (rigid then affine); out_file's header maps it to MNI mm."""
-
-    input_spec = _RegisterIn
-    output_spec = _RegisterOut
-
-    def _run_interface(self, runtime):
-        from adtransfer.imaging.registration import register_to_template, with_registration
-
-        img = nib.load(self.inputs.in_file)
-        settings = RegistrationSettings.from_config(self.inputs.settings)
-        result = register_to_template(np.asarray(img.dataobj, np.float32), img.affine, self.inputs.modality, settings)
-        out = with_registration(img, result.affine_scanner_to_mni)
-        self._results["out_file"] = _save(np.asarray(out.dataobj), out.affine, "registered.nii")
-        self._results["registration_file"] = os.path.abspath("registration.json")
-        Path(self._results["registration_file"]).write_text(json.dumps(result.as_dict(), indent=2))
-        return runtime
-
-
-def _connect_input(wf, reorient_node, in_file: str, who: str) -> None:
-    """Feed the scan to `reorient`: a NIfTI file directly, a DICOM series folder through dcm2niix."""
-    from nipype import Node
-
-    if os.path.isdir(in_file):
-        dicom_node = Node(DicomToNifti(in_dir=os.path.abspath(in_file), who=who), name="dicom")
-        wf.connect(dicom_node, "out_file", reorient_node, "in_file")
-    else:
-        reorient_node.inputs.in_file = os.path.abspath(in_file)
-
-
-def _connect_registration(wf, params: PreprocParams, reorient_node, who: str):
-    """The node whose out_file is on MNI coordinates: `reorient` itself (space mni) or a `register` node."""
-    from nipype import Node
-
-    if params.space == "mni":
-        return reorient_node
-    if params.space != "native":
-        raise ValueError(f"unknown space {params.space!r}")
-    settings = asdict(params.registration)
-    register_node = Node(Register(modality=params.modality, settings=settings, who=who), name="register")
-    wf.connect(reorient_node, "out_file", register_node, "in_file")
-    return register_node
-
-
-def registration_record(outputs: dict, space: str) -> dict:
-    """The sidecar's `registration` entry."""
-    if space == "mni":
-        return {"space": "mni", "registered": False}
-    found = json.loads(Path(outputs["register"].registration_file).read_text())
-    return {"space": "native", "registered": True, **found}
-
-
-def _run(wf) -> dict:
-    """Run a workflow in this process; return {node name: outputs}. Re-raise our InputError as itself."""
-    from nipype import config as nipype_config
-    from nipype.pipeline.engine.nodes import NodeExecutionError
-
-    nipype_config.set("execution", "crashdump_dir", wf.base_dir)
-    nipype_config.set("execution", "create_report", "false")
-    # the workflow copied the global config when it was built: set what its nodes read on its own copy too
-    wf.config["execution"]["crashdump_dir"] = wf.base_dir
-    wf.config["execution"]["remove_unnecessary_outputs"] = False  # keep outputs read after the run (registration)
-    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        graph = wf.run(plugin="Linear", plugin_args={"stop_on_first_crash": True})
-    except NodeExecutionError as exc:
-        found = re.findall(r"InputError: (.+)", str(exc))
-        if found:
-            raise InputError(found[-1].strip()) from None
-        raise
-    return {node.name: node.result.outputs for node in graph.nodes()}
+def run_steps(params: PreprocParams, in_file: str, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reorient, resample, normalize and crop an MNI-space NIfTI scan in this process, without nipype: the cropped
+    volume and the scan on the MNI grid, equal to the bit to what the nipype workflow (imaging.nodes) gives. The
+    workflow's nodes pass float32 NIfTI files; where that is not lossless, it is done here too: the reoriented
+    scan's affine (float64 in memory, float32 in the header) goes through the same bytes, and the volumes come
+    back in a file's (Fortran) memory order, which decides the float32 summation order of the sidecar's mean."""
+    img = reorient(load_volume(os.path.abspath(in_file), who=who))  # the Reorient node reads the absolute path
+    as_written = nib.Nifti1Image(np.asarray(img.dataobj).astype(np.float32), img.affine)
+    on_mni = resample_to_mni(nib.Nifti1Image.from_bytes(as_written.to_bytes()), MNI_2MM, params.interpolation)
+    on_mni = np.asfortranarray(on_mni)  # as the Normalize node reads it (a copy only where resampling made one)
+    normalized = normalize_intensity(on_mni, params.modality, params.reference, who)
+    box = Grid(params.crop_grid.shape, MNI_2MM.voxel_mm, params.crop_grid.origin_mm)  # as the Crop node builds it
+    return np.asfortranarray(crop_to_box(normalized, box), dtype=np.float32), on_mni
 
 
 def preprocess_subject(
@@ -351,14 +192,17 @@ def preprocess_subject(
     sidecar: str | os.PathLike | None = None,
     registration_png: str | os.PathLike | None = None,
 ) -> np.ndarray:
-    """Run the workflow for one scan; write the cropped volume (and QC PNG, JSON sidecar) atomically."""
+    """Preprocess one scan (MNI-space NIfTI: `run_steps`; DICOM or native space: the nipype workflow of
+    adtransfer.imaging.nodes); write the cropped volume (and QC PNG, JSON sidecar) atomically."""
     who = f"{in_file}" + (f" (subject {subject})" if subject else "")
-    with tempfile.TemporaryDirectory(prefix="adtransfer-preproc-") as work:
-        outputs = _run(build_workflow(params, str(in_file), who, work))
-        cropped = nib.load(outputs["crop"].out_file)
-        data = np.asarray(cropped.dataobj, dtype=np.float32)
-        on_mni = np.asarray(nib.load(outputs["resample"].out_file).dataobj, dtype=np.float32)
-        registration = registration_record(outputs, params.space)
+    if params.space == "mni" and not os.path.isdir(in_file):
+        data, on_mni = run_steps(params, str(in_file), who)
+        registration = {"space": "mni", "registered": False}
+    else:
+        from adtransfer.imaging.nodes import run_workflow
+
+        with tempfile.TemporaryDirectory(prefix="adtransfer-preproc-") as work:
+            data, on_mni, registration = run_workflow(params, str(in_file), who, work)
     img = nib.Nifti1Image(data, params.crop_grid.affine)
     img.header.set_xyzt_units("mm")
     img.header["descrip"] = f"adtransfer {params.modality} preprocessed"

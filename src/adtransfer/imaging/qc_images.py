@@ -35,12 +35,11 @@ def registration_qc_png(
 ) -> None:
     """The scan on the 2 mm MNI grid (after registration, if any): 9 axial, a coronal and a sagittal slice, the
     template brain's outline drawn in red over each; the caption gives the similarity to the template."""
-    from scipy import ndimage
-
+    from adtransfer.imaging.preprocess import erode
     from adtransfer.imaging.templates import load_templates
 
     brain = load_templates().brain_mask
-    edge = brain & ~ndimage.binary_erosion(brain)
+    edge = brain & ~erode(brain)
     inside = on_mni[brain]
     lo, hi = 0.0, float(np.percentile(inside, 99.5)) if inside.size and np.any(inside) else 1.0
     if modalities.get(modality).normalization == "zscore" and np.any(inside < 0):
