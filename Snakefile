@@ -29,7 +29,7 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        expand("results/cache/{cohort}.h5", cohort=COHORTS),
+        [layout.cache(c) for c in COHORTS],
         all_models(),
         all_results(),
     default_target: True

@@ -76,7 +76,8 @@ def placeholder_model(tiny_cache, folder: Path, task: str = "classify") -> Path:
 
 def bundle(tiny_cache, folder: Path, task: str = "classify", parent: str | None = None) -> dict:
     manifest = build_manifest(
-        folder,
+        folder / "model.keras",
+        folder / "metrics.json",
         "fdg/n12" if task == "classify" else "mmse/fdg",
         write_test_metrics(tiny_cache, folder, task),
         tiny_cache["cache"],
@@ -86,7 +87,7 @@ def bundle(tiny_cache, folder: Path, task: str = "classify", parent: str | None 
         gradcam_layer="mixed7",
         synthetic=True,
     )
-    write_bundle(manifest, folder)
+    write_bundle(manifest, folder / "manifest.json", folder / "MODEL_CARD.md")
     return manifest
 
 
@@ -155,7 +156,8 @@ def test_bundle_refuses_a_sidecar_of_other_preprocessing(placeholder, tiny_cache
     (tmp_path / "s.json").write_text(json.dumps(sidecar))
     with pytest.raises(InputError, match="differ from those of the cache"):
         build_manifest(
-            placeholder,
+            placeholder / "model.keras",
+            placeholder / "metrics.json",
             "fdg/n12",
             placeholder / "test_metrics.json",
             tiny_cache["cache"],
@@ -170,8 +172,14 @@ def test_bundle_step_does_not_import_tensorflow(placeholder, tiny_cache, tmp_pat
     (out / "manifest.json").unlink()
     argv = [
         "bundle",
-        "--model-dir",
-        str(out),
+        "--model",
+        str(out / "model.keras"),
+        "--metrics",
+        str(out / "metrics.json"),
+        "--manifest",
+        str(out / "manifest.json"),
+        "--model-card",
+        str(out / "MODEL_CARD.md"),
         "--name",
         "fdg/n12",
         "--test-metrics",
