@@ -22,6 +22,9 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="catalog name of the model, e.g. fdg/n160")
+    parser.add_argument("--model-file", help="its model.keras (default: where adtransfer.layout puts it)")
+    parser.add_argument("--metrics", help="its training metrics.json (default: beside the workflow's model)")
+    parser.add_argument("--predictions", help="its prediction table (default: the workflow's)")
     parser.add_argument("--cohort", default="fdg", help="cohort name under results/ (cache, splits, preproc)")
     parser.add_argument("--set", required=True, help="the split column the model was trained on")
     parser.add_argument("--results", default="results")
@@ -36,8 +39,9 @@ def main() -> None:
     from adtransfer.results.occlusion import run_occlusion
 
     root, out, model_name = args.results, Path(args.out), args.model
-    model, metrics = (layout.model_file(model_name, f, root) for f in ("model.keras", "metrics.json"))
-    predictions = layout.predictions(model_name, root)
+    model = args.model_file or layout.model_file(model_name, "model.keras", root)
+    metrics = args.metrics or layout.model_file(model_name, "metrics.json", root)
+    predictions = args.predictions or layout.predictions(model_name, root)
     cache, truth = layout.cache(args.cohort, root), layout.synth_file(args.cohort, "truth_json", root)
     layers = [x for x in args.layers.split(",") if x]
     rows = []

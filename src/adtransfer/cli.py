@@ -180,26 +180,15 @@ def cmd_predict_cohort(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict import predict_cohort
 
-    predict_cohort(
-        args.model, args.metrics, args.cache, args.splits, args.set, args.out, args.features, threads=args.threads
+    _call(
+        predict_cohort, args, splits_path=args.splits, set_column=args.set, out_tsv=args.out, out_features=args.features
     )
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
     from adtransfer.results.bundle import build_manifest, write_bundle
 
-    manifest = build_manifest(
-        args.model,
-        args.metrics,
-        args.name,
-        args.test_metrics,
-        args.cache,
-        args.splits,
-        args.preproc_sidecar,
-        parent=args.parent,
-        gradcam_layer=args.gradcam_layer,
-        synthetic=args.synthetic,
-    )
+    manifest = _call(build_manifest, args, metrics_json=args.metrics)
     write_bundle(manifest, args.manifest, args.model_card)
     log.info("model bundle %s: %s and %s", args.name, args.manifest, args.model_card)
 
@@ -258,51 +247,29 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         log.info("%s: %s", metrics["model"], json.dumps(metrics.get("test", {})))
 
 
+def _call(func: Callable, args: argparse.Namespace, **given):
+    """Call a step's library function with the command-line values named like its parameters (`given`: the
+    others); parameters with neither keep their defaults."""
+    import inspect
+
+    named = {name: getattr(args, name) for name in inspect.signature(func).parameters if hasattr(args, name)}
+    return func(**{**named, **given})
+
+
 def cmd_gradcam(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.explain import run_gradcam
 
-    summary = run_gradcam(
-        args.model,
-        args.metrics,
-        args.cache,
-        args.predictions,
-        args.layer,
-        args.summary,
-        args.regions,
-        {"AD": args.map_ad, "NC": args.map_nc},
-        args.examples_png,
-        args.means_png,
-        args.truth,
-        args.examples,
-        args.threads,
-        args.score_layers,
-    )
+    summary = _call(run_gradcam, args, maps={"AD": args.map_ad, "NC": args.map_nc}, n_examples=args.examples)
     for layer, entry in summary["layers"].items():
         log.info("Grad-CAM %s, %s: %s", args.model, layer, json.dumps(entry))
 
 
 def cmd_occlusion(args: argparse.Namespace) -> None:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.occlusion import run_occlusion
 
-    summary = run_occlusion(
-        args.model,
-        args.metrics,
-        args.cache,
-        args.splits,
-        args.set,
-        args.preproc_dir,
-        args.summary,
-        args.regions,
-        args.nifti,
-        args.png,
-        args.truth,
-        args.classes,
-        args.threads,
-    )
+    summary = _call(run_occlusion, args, splits_path=args.splits, set_column=args.set)
     log.info(
         "occlusion %s: %s s for %s images; ground truth %s",
         args.model,
@@ -574,13 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", required=True)
     p.add_argument("--predictions", required=True)
     p.add_argument("--layer", required=True, help="e.g. mixed10 (paper) or mixed7 (small inputs)")
-    p.add_argument("--summary", required=True, help="summary JSON (settings, map size, ground-truth scores)")
-    p.add_argument("--regions", required=True, help="region table (TSV)")
+    p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (map size, ground truth)")
+    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
     p.add_argument("--map-ad", required=True, help="mean AD map (NIfTI on the MNI grid)")
     p.add_argument("--map-nc", required=True, help="mean NC map (NIfTI on the MNI grid)")
     p.add_argument("--examples-png", required=True)
     p.add_argument("--means-png", required=True)
-    p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
+    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
     p.add_argument("--examples", type=int, default=2, help="example subjects per class")
     p.add_argument(
         "--score-layers",
@@ -596,11 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", required=True)
     p.add_argument("--set", required=True, help="the split column the model was trained on (NC reference)")
     p.add_argument("--preproc-dir", required=True, help="folder with the preprocessed SUBJECT.nii.gz and .json")
-    p.add_argument("--summary", required=True, help="summary JSON (subjects, time, ground-truth scores)")
-    p.add_argument("--regions", required=True, help="region table (TSV)")
+    p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (subjects, time, ground truth)")
+    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
     p.add_argument("--nifti", required=True, help="drop in P(AD) per region (NIfTI on the MNI grid)")
     p.add_argument("--png", required=True, help="brain-map figure")
-    p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
+    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
     p.add_argument(
         "--classes",
         type=lambda v: [x for x in v.split(",") if x],

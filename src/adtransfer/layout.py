@@ -44,6 +44,16 @@ TABLES = ("table3_fdg", "table4_ecd", "comparisons", "replicates", "mmse")
 GRID_FIGURES = ("roc_fdg", "roc_ecd", "sample_size", "mmse_scatter", "learning_curves")
 
 
+def _per_name(folder: str, suffix: str, doc: str):
+    """A path function of one name (cohort or model): {root}/{folder}/{name}{suffix}."""
+
+    def path(name: str, root: str = ROOT) -> str:
+        return f"{root}/{folder}/{name}{suffix}"
+
+    path.__doc__ = doc
+    return path
+
+
 def _one_of(value: str, known, what: str) -> str:
     """The value, if it is a known one or a Snakemake wildcard pattern ("roc_{role}")."""
     if value not in known and "{" not in value:
@@ -54,8 +64,15 @@ def _one_of(value: str, known, what: str) -> str:
 # --- cohorts and preprocessing -------------------------------------------------------------------------
 
 
-def synth_dir(cohort: str, root: str = ROOT) -> str:
-    return f"{root}/synth/{cohort}"
+synth_dir = _per_name("synth", "", "A synthetic cohort's folder (what `adtransfer synth --out` fills).")
+cohort_table = _per_name("cohort", ".tsv", "The validated cohort table.")
+preproc_dir = _per_name("preproc", "", "A cohort's preprocessed scans, sidecars and QC images.")
+cache = _per_name("cache", ".h5", "A cohort's HDF5 mosaic cache.")
+splits = _per_name("splits", ".tsv", "A cohort's split table.")
+model_dir = _per_name("models", "", "A model's folder (its files: model_file).")
+predictions = _per_name("predictions", ".tsv", "A model's prediction table, every subject of its cohort.")
+features = _per_name("predictions", ".features.h5", "A CNN's FC-layer features of every subject (t-SNE).")
+test_metrics = _per_name("metrics", ".json", "A model's test metrics with CIs.")
 
 
 def synth_file(cohort: str, kind: str, root: str = ROOT) -> str:
@@ -65,15 +82,6 @@ def synth_file(cohort: str, kind: str, root: str = ROOT) -> str:
 
 def synth_scan(cohort: str, subject: str, root: str = ROOT) -> str:
     return f"{synth_dir(cohort, root)}/scans/{subject}.nii.gz"
-
-
-def cohort_table(cohort: str, root: str = ROOT) -> str:
-    """The validated cohort table."""
-    return f"{root}/cohort/{cohort}.tsv"
-
-
-def preproc_dir(cohort: str, root: str = ROOT) -> str:
-    return f"{root}/preproc/{cohort}"
 
 
 def preprocessed(cohort: str, subject: str, kind: str = "nii", root: str = ROOT) -> str:
@@ -89,19 +97,7 @@ def registration_qc(cohort: str, included: bool = False, root: str = ROOT) -> st
     return f"{root}/qc/{cohort}/registration{'_included' if included else ''}.tsv"
 
 
-def cache(cohort: str, root: str = ROOT) -> str:
-    return f"{root}/cache/{cohort}.h5"
-
-
-def splits(cohort: str, root: str = ROOT) -> str:
-    return f"{root}/splits/{cohort}.tsv"
-
-
 # --- models and their results --------------------------------------------------------------------------
-
-
-def model_dir(name: str, root: str = ROOT) -> str:
-    return f"{root}/models/{name}"
 
 
 def model_file(name: str, file: str, root: str = ROOT) -> str:
@@ -113,19 +109,6 @@ def model_file(name: str, file: str, root: str = ROOT) -> str:
 def training_work(name: str, root: str = ROOT) -> str:
     """The training job's resumable state (checkpoints, partial history)."""
     return f"{model_dir(name, root)}/work"
-
-
-def predictions(name: str, root: str = ROOT) -> str:
-    return f"{root}/predictions/{name}.tsv"
-
-
-def features(name: str, root: str = ROOT) -> str:
-    """FC-layer features of every subject (t-SNE)."""
-    return f"{root}/predictions/{name}.features.h5"
-
-
-def test_metrics(name: str, root: str = ROOT) -> str:
-    return f"{root}/metrics/{name}.json"
 
 
 def explain(name: str, file: str, root: str = ROOT) -> str:

@@ -76,13 +76,13 @@ def placeholder_model(tiny_cache, folder: Path, task: str = "classify") -> Path:
 
 def bundle(tiny_cache, folder: Path, task: str = "classify", parent: str | None = None) -> dict:
     manifest = build_manifest(
+        "fdg/n12" if task == "classify" else "mmse/fdg",
         folder / "model.keras",
         folder / "metrics.json",
-        "fdg/n12" if task == "classify" else "mmse/fdg",
-        write_test_metrics(tiny_cache, folder, task),
-        tiny_cache["cache"],
-        tiny_cache["splits"],
-        first_sidecar(tiny_cache),
+        test_metrics=write_test_metrics(tiny_cache, folder, task),
+        cache=tiny_cache["cache"],
+        splits=tiny_cache["splits"],
+        preproc_sidecar=first_sidecar(tiny_cache),
         parent=parent,
         gradcam_layer="mixed7",
         synthetic=True,
@@ -156,13 +156,13 @@ def test_bundle_refuses_a_sidecar_of_other_preprocessing(placeholder, tiny_cache
     (tmp_path / "s.json").write_text(json.dumps(sidecar))
     with pytest.raises(InputError, match="differ from those of the cache"):
         build_manifest(
+            "fdg/n12",
             placeholder / "model.keras",
             placeholder / "metrics.json",
-            "fdg/n12",
-            placeholder / "test_metrics.json",
-            tiny_cache["cache"],
-            tiny_cache["splits"],
-            tmp_path / "s.json",
+            test_metrics=placeholder / "test_metrics.json",
+            cache=tiny_cache["cache"],
+            splits=tiny_cache["splits"],
+            preproc_sidecar=tmp_path / "s.json",
         )
 
 

@@ -14,7 +14,7 @@ for _cohort in [c for c in COHORTS if is_synthetic(c)]:
             modality=config["cohorts"][_cohort]["modality"],
             spec=json.dumps(synthetic_spec(_cohort), sort_keys=True),
             seed=config["seed"],
-            out=layout.synth_dir(_cohort),
+            out=lambda wc, output: os.path.dirname(output.table),
         threads: 2
         conda:
             "../../envs/data.yaml"

@@ -66,9 +66,10 @@ def training_counts(cache: str | os.PathLike, splits: pd.DataFrame, set_column: 
 
 
 def build_manifest(
+    name: str,
     model: str | os.PathLike,
     metrics_json: str | os.PathLike,
-    name: str,
+    *,
     test_metrics: str | os.PathLike,
     cache: str | os.PathLike,
     splits: str | os.PathLike,

@@ -657,13 +657,7 @@ def matching_baseline(res: Results, m: Model) -> Model:
     )
 
 
-def explanation_figure(
-    res: Results,
-    model: str,
-    cache: str | os.PathLike,
-    path: str | os.PathLike,
-    dpi: int = 120,
-) -> None:
+def explanation_figure(res: Results, model: str, cache: str | os.PathLike, path: str | os.PathLike, dpi=120) -> None:
     """Grad-CAM (mean AD map), region occlusion and the matching ROI baseline's coefficients of one model, side
     by side on the grey-matter template, each map in the direction of AD and scaled to its own maximum."""
     import nibabel as nib
