@@ -260,7 +260,7 @@ def cmd_gradcam(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.explain import run_gradcam
 
-    summary = _call(run_gradcam, args, maps={"AD": args.map_ad, "NC": args.map_nc}, n_examples=args.examples)
+    summary = _call(run_gradcam, args, map_files={"AD": args.map_ad, "NC": args.map_nc}, n_examples=args.examples)
     for layer, entry in summary["layers"].items():
         log.info("Grad-CAM %s, %s: %s", args.model, layer, json.dumps(entry))
 

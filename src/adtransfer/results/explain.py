@@ -229,7 +229,7 @@ def run_gradcam(
     layer: str,
     summary_json: str | os.PathLike,
     regions_tsv: str | os.PathLike,
-    maps: dict[str, str | os.PathLike],
+    map_files: dict[str, str | os.PathLike],
     examples_png: str | os.PathLike,
     means_png: str | os.PathLike,
     truth_json: str | os.PathLike | None = None,
@@ -238,9 +238,9 @@ def run_gradcam(
     score_layers: list[str] | tuple[str, ...] = (),
 ) -> dict:
     """Grad-CAM of every AD and NC test subject (each for its true class): example overlays, mean maps per
-    class on the mosaics and in 3D (`maps`: class -> NIfTI on the MNI grid), a region table, and the ground-truth
-    check of
-    `layer` and of every layer in `score_layers` (scores only: the figures and maps are `layer`'s)."""
+    class on the mosaics and in 3D (`map_files`: class -> NIfTI on the MNI grid), a region table, and the
+    ground-truth check of `layer` and of every layer in `score_layers` (scores only: the figures and maps are
+    `layer`'s)."""
     from adtransfer.imaging.templates import MNI_2MM
     from adtransfer.io import save_nifti
     from adtransfer.learning.predict import load_trained
@@ -283,7 +283,7 @@ def run_gradcam(
     tables = []
     for name, crop_vol in main_volumes.items():
         mni_vol = uncrop(crop_vol, MNI_2MM, crop_grid)
-        save_nifti(nib.Nifti1Image(mni_vol.astype(np.float32), MNI_2MM.affine), maps[name])
+        save_nifti(nib.Nifti1Image(mni_vol.astype(np.float32), MNI_2MM.affine), map_files[name])
         tables.append(region_table(crop_vol, crop_grid, f"gradcam_{name}").set_index(["region", "voxels"]))
     regions = pd.concat(tables, axis=1).reset_index()
     regions = regions.sort_values(regions.columns[2], ascending=False, kind="stable")
