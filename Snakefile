@@ -41,7 +41,7 @@ onerror:
 
 rule all:
     input:
-        expand("results/cache/{cohort}.h5", cohort=COHORTS),
+        [layout.cache(c) for c in COHORTS],
         all_models(),
         all_results(),
     default_target: True

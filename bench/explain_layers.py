@@ -7,7 +7,7 @@ the generator's altered regions over chance (1 = chance), altered regions among 
 about 1.5 of 10 on the demo's generator), and the seconds each took. Time figures on a shared machine are noisy;
 the scores are not. Example, after `snakemake --cores 2 results/predictions/fdg/n160.tsv`:
 
-    python bench/explain_layers.py --model-dir results/models/fdg/n160 --cohort fdg --set n160 \
+    python bench/explain_layers.py --model fdg/n160 --cohort fdg --set n160 \
         --layers mixed2,mixed5,mixed7 --out /tmp/explain_layers
 """
 
@@ -21,10 +21,12 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--model", required=True, help="catalog name of the model, e.g. fdg/n160")
+    parser.add_argument("--model-file", help="its model.keras (default: where adtransfer.layout puts it)")
+    parser.add_argument("--metrics", help="its training metrics.json (default: beside the workflow's model)")
+    parser.add_argument("--predictions", help="its prediction table (default: the workflow's)")
     parser.add_argument("--cohort", default="fdg", help="cohort name under results/ (cache, splits, preproc)")
     parser.add_argument("--set", required=True, help="the split column the model was trained on")
-    parser.add_argument("--predictions", help="default: results/predictions/<model-dir below results/models>.tsv")
     parser.add_argument("--results", default="results")
     parser.add_argument("--layers", default="mixed2,mixed5,mixed7")
     parser.add_argument("--out", required=True, help="scratch folder for maps and figures")
@@ -32,25 +34,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
+    from adtransfer import layout
     from adtransfer.results.explain import run_gradcam
     from adtransfer.results.occlusion import run_occlusion
 
-    res, out = Path(args.results), Path(args.out)
-    try:
-        model_name = Path(args.model_dir).resolve().relative_to((res / "models").resolve()).as_posix()
-    except ValueError:  # a model outside the results tree: --predictions is needed
-        model_name = Path(args.model_dir).name
-    predictions = args.predictions or res / "predictions" / f"{model_name}.tsv"
-    cache, truth = res / "cache" / f"{args.cohort}.h5", res / "synth" / args.cohort / "ground_truth.json"
+    root, out, model_name = args.results, Path(args.out), args.model
+    model = args.model_file or layout.model_file(model_name, "model.keras", root)
+    metrics = args.metrics or layout.model_file(model_name, "metrics.json", root)
+    predictions = args.predictions or layout.predictions(model_name, root)
+    cache, truth = layout.cache(args.cohort, root), layout.synth_file(args.cohort, "truth_json", root)
     layers = [x for x in args.layers.split(",") if x]
     rows = []
     start = time.perf_counter()
     g = run_gradcam(
-        args.model_dir,
+        model,
+        metrics,
         cache,
         predictions,
         layers[-1],
-        out / "gradcam",
+        out / "gradcam_summary.json",
+        out / "gradcam_regions.tsv",
+        {cls: out / f"gradcam_{cls}.nii.gz" for cls in ("AD", "NC")},
         out / "examples.png",
         out / "means.png",
         truth,
@@ -64,12 +68,15 @@ def main() -> None:
     if not args.no_occlusion:
         start = time.perf_counter()
         o = run_occlusion(
-            args.model_dir,
+            model,
+            metrics,
             cache,
-            res / "splits" / f"{args.cohort}.tsv",
+            layout.splits(args.cohort, root),
             args.set,
-            res / "preproc" / args.cohort,
-            out / "occlusion",
+            layout.preproc_dir(args.cohort, root),
+            out / "occlusion_summary.json",
+            out / "occlusion_regions.tsv",
+            out / "occlusion_AD.nii.gz",
             out / "occlusion.png",
             truth,
             threads=args.threads,

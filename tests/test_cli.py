@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import subprocess
@@ -277,8 +278,12 @@ def test_baseline_evaluate_and_explain_steps_do_not_import_tensorflow(tiny_cache
             str(model),
             "--cache",
             str(tiny_cache["cache"]),
-            "--out-dir",
-            str(tmp_path / "explain"),
+            "--summary",
+            str(tmp_path / "explain" / "explain_summary.json"),
+            "--table",
+            str(tmp_path / "explain" / "coefficients.tsv"),
+            "--nifti",
+            str(tmp_path / "explain" / "coefficients.nii.gz"),
             "--png",
             str(tmp_path / "coef.png"),
         ],
@@ -311,3 +316,23 @@ def test_library_output_on_fd2_goes_to_the_log_and_ours_to_the_console(tmp_path)
     assert "NATIVE-NOISE" in log_text and "PY-WARNING" in log_text and "OUR-MESSAGE" in log_text
     assert "NATIVE-NOISE" not in proc.stderr and "PY-WARNING" not in proc.stderr
     assert "OUR-MESSAGE" in proc.stderr and "AFTER" in proc.stderr
+
+
+def test_steps_take_files_and_the_grid_not_folders_or_grid_pieces():
+    """Every step is given the files it writes (no --out-dir, --model-dir, --tables-dir) and the steps that read
+    the model grid take it whole (--grid: catalog.grid_spec), not --sizes/--replicates/--init."""
+    from adtransfer.cli import build_parser
+
+    parser = build_parser()
+    steps = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in steps.items():
+        flags = {flag for action in sub._actions for flag in action.option_strings}
+        assert not flags & {"--out-dir", "--model-dir", "--tables-dir"}, name
+        if name in ("tables", "explanations", "explain-figure", "figure"):
+            assert "--grid" in flags and not flags & {"--sizes", "--replicates", "--init"}, name
+
+
+def test_a_grid_figure_without_the_grid_is_refused(tmp_path):
+    from adtransfer.cli import main
+
+    assert main(["figure", "roc", "--role", "ecd", "--out", str(tmp_path / "roc.png")]) == 2

@@ -1,7 +1,7 @@
 """The model grid by name: which cohort, task and split set each model uses, and how tables label it.
 
-One place for the naming convention the workflow (common.smk) and the report share:
-    results/models/{name}/       results/predictions/{name}.tsv       results/metrics/{name}.json
+One place for the model names the workflow (common.smk) and the report share; where each model's files live is
+adtransfer.layout's (results/models/{name}/, results/predictions/{name}.tsv, ...).
 CNNs: fdg/n{size}, ecd/from_fdg_n{size}, ecd/scratch, mmse/fdg, mmse/ecd_from_fdg.
 ROI baselines (one per training set a CNN uses): roi/fdg/n{size}, roi/ecd/nall, roi/mmse/fdg, roi/mmse/ecd.
 Replicates (config train.replicates): the ECD stage (fine-tunes and the comparator without FDG stage) is trained

@@ -186,25 +186,17 @@ def cmd_predict_cohort(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict import predict_cohort
 
-    predict_cohort(args.model_dir, args.cache, args.splits, args.set, args.out, args.features, threads=args.threads)
+    _call(
+        predict_cohort, args, splits_path=args.splits, set_column=args.set, out_tsv=args.out, out_features=args.features
+    )
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
     from adtransfer.results.bundle import build_manifest, write_bundle
 
-    manifest = build_manifest(
-        args.model_dir,
-        args.name,
-        args.test_metrics,
-        args.cache,
-        args.splits,
-        args.preproc_sidecar,
-        parent=args.parent,
-        gradcam_layer=args.gradcam_layer,
-        synthetic=args.synthetic,
-    )
-    write_bundle(manifest, args.model_dir)
-    log.info("model bundle %s: manifest.json and MODEL_CARD.md", args.model_dir)
+    manifest = _call(build_manifest, args, metrics_json=args.metrics)
+    write_bundle(manifest, args.manifest, args.model_card)
+    log.info("model bundle %s: %s and %s", args.name, args.manifest, args.model_card)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -261,48 +253,32 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         log.info("%s: %s", metrics["model"], json.dumps(metrics.get("test", {})))
 
 
+def _call(func: Callable, args: argparse.Namespace, **given):
+    """Call a step's library function with the command-line values named like its parameters (`given`: the
+    others); parameters with neither keep their defaults."""
+    import inspect
+
+    named = {name: getattr(args, name) for name in inspect.signature(func).parameters if hasattr(args, name)}
+    return func(**{**named, **given})
+
+
 def cmd_gradcam(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.explain import run_gradcam
 
-    summary = run_gradcam(
-        args.model_dir,
-        args.cache,
-        args.predictions,
-        args.layer,
-        args.out_dir,
-        args.examples_png,
-        args.means_png,
-        args.truth,
-        args.examples,
-        args.threads,
-        args.score_layers,
-    )
+    summary = _call(run_gradcam, args, map_files={"AD": args.map_ad, "NC": args.map_nc}, n_examples=args.examples)
     for layer, entry in summary["layers"].items():
-        log.info("Grad-CAM %s, %s: %s", args.model_dir, layer, json.dumps(entry))
+        log.info("Grad-CAM %s, %s: %s", args.model, layer, json.dumps(entry))
 
 
 def cmd_occlusion(args: argparse.Namespace) -> None:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.occlusion import run_occlusion
 
-    summary = run_occlusion(
-        args.model_dir,
-        args.cache,
-        args.splits,
-        args.set,
-        args.preproc_dir,
-        args.out_dir,
-        args.png,
-        args.truth,
-        args.classes,
-        args.threads,
-    )
+    summary = _call(run_occlusion, args, splits_path=args.splits, set_column=args.set)
     log.info(
         "occlusion %s: %s s for %s images; ground truth %s",
-        args.model_dir,
+        args.model,
         summary["seconds"],
         summary["images"],
         json.dumps(summary.get("ground_truth", {})),
@@ -317,8 +293,17 @@ def cmd_explain_baseline(args: argparse.Namespace) -> None:
 
     with h5py.File(args.cache, "r") as h5:
         crop_grid = crop_grid_of(dict(h5.attrs))
-    summary = explain_baseline(load(args.model), crop_grid, args.out_dir, args.png, args.truth)
+    summary = explain_baseline(load(args.model), crop_grid, args.summary, args.table, args.nifti, args.png, args.truth)
     log.info("ROI baseline explanation %s: %s", args.model, json.dumps(summary.get("ground_truth", {}).get("hits")))
+
+
+def _results(args: argparse.Namespace):
+    """The results tree and model grid a report step reads (--results, --grid)."""
+    from adtransfer.results.report import Results
+
+    if not args.grid:
+        raise InputError(f"{args.command} {getattr(args, 'kind', '')}: --grid is needed (catalog.grid_spec as JSON)")
+    return Results(args.results, args.grid)
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
@@ -326,10 +311,9 @@ def cmd_tables(args: argparse.Namespace) -> None:
 
     sentences = write_tables(
         args.results,
-        args.sizes,
-        args.out_dir,
-        replicates=args.replicates,
-        init=args.init,
+        args.grid,
+        {name: (tsv, md) for name, tsv, md in args.table or []},
+        args.findings,
         comparison_spec=json.loads(args.comparisons) if args.comparisons else None,
         n_boot=args.n_boot,
         seed=args.seed,
@@ -343,39 +327,33 @@ def cmd_tables(args: argparse.Namespace) -> None:
 def cmd_summary(args: argparse.Namespace) -> None:
     from adtransfer.results.report import write_summary_page
 
-    write_summary_page(args.tables_dir, args.out, dict(args.figure or []), args.alpha)
+    write_summary_page(dict(args.table or []), args.findings, args.out, dict(args.figure or []), args.alpha)
     log.info("wrote %s", args.out)
 
 
 def cmd_explanations(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from adtransfer.results.report import explanation_table, write_table
 
-    write_table(explanation_table(args.results, args.sizes), Path(args.out_dir), "explanations")
+    write_table(explanation_table(_results(args)), args.out, args.markdown)
 
 
 def cmd_explain_figure(args: argparse.Namespace) -> None:
     from adtransfer.results.report import explanation_figure
 
-    explanation_figure(args.results, args.sizes, args.model, args.cache, args.out, args.dpi)
+    explanation_figure(_results(args), args.model, args.cache, args.out, args.dpi)
     log.info("wrote %s", args.out)
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
     from adtransfer.results import report
 
-    grid_args = {"replicates": args.replicates, "init": args.init}
-    if args.kind == "roc":
-        report.roc_curves(args.results, args.sizes, args.role, args.out, args.dpi, **grid_args)
-    elif args.kind == "sample-size":
-        report.sample_size(args.results, args.sizes, args.out, args.dpi, **grid_args)
-    elif args.kind == "mmse":
-        report.mmse_scatter(args.results, args.sizes, args.out, args.dpi, **grid_args)
-    elif args.kind == "learning":
-        report.learning_curves(args.results, args.sizes, args.out, args.dpi, **grid_args)
-    elif args.kind == "tsne":
-        report.tsne(args.features, args.out, args.title, args.seed, args.perplexity, args.dpi)
+    if args.kind == "tsne":
+        report.tsne(args.features, args.out, args.title, seed=args.seed, perplexity=args.perplexity, dpi=args.dpi)
+    else:
+        if args.kind == "roc" and not args.role:
+            raise InputError("figure roc needs --role fdg or ecd")
+        options = {"role": args.role} if args.kind == "roc" else {}
+        report.GRID_FIGURES[args.kind](_results(args), args.out, args.dpi, **options)
     log.info("wrote %s", args.out)
 
 
@@ -496,11 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", help="fine-tune from this model (.keras; new head)")
     p.add_argument("--threads", type=int, default=2)
 
-    sizes = {
-        "type": lambda v: [int(x) for x in v.split(",")],
-        "required": True,
-        "help": "the FDG pre-training sizes of the grid, comma-separated",
-    }
+    def model_args(p: argparse.ArgumentParser, what: str) -> None:
+        """A trained CNN as its two files: the model and the training job's metrics (its settings)."""
+        p.add_argument("--model", required=True, help=f"the {what} model.keras")
+        p.add_argument("--metrics", required=True, help="the training job's metrics.json beside it (its settings)")
+
+    def grid_args(p: argparse.ArgumentParser, figure: bool = False, grid_required: bool = True) -> None:
+        """A step that reads the model grid's results: the tree, the grid, and (figure) the PNG and its dpi."""
+        p.add_argument("--results", default="results", help="results folder (paths as adtransfer.layout builds them)")
+        p.add_argument("--grid", required=grid_required, help="the model grid: JSON of catalog.grid_spec(config)")
+        if figure:
+            p.add_argument("--dpi", type=int, default=120)
+            p.add_argument("--out", required=True, help="the figure (PNG)")
 
     p = add(
         "predict",
@@ -521,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
 
     p = add("bundle", cmd_bundle, "Write manifest.json and MODEL_CARD.md beside a trained and evaluated model.")
-    p.add_argument("--model-dir", required=True, help="model folder (model.keras, metrics.json)")
+    model_args(p, "trained")
+    p.add_argument("--manifest", required=True, help="manifest.json to write (beside the model file)")
+    p.add_argument("--model-card", required=True, help="MODEL_CARD.md to write")
     p.add_argument("--name", required=True, help="catalog name of the model, e.g. ecd/from_fdg_n160")
     p.add_argument("--test-metrics", required=True, help="the model's results/metrics/{model}.json")
     p.add_argument("--cache", required=True, help="the cache the model was trained on")
@@ -536,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_predict_cohort,
         "Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step).",
     )
-    p.add_argument("--model-dir", required=True, help="model folder (model.keras, metrics.json)")
+    model_args(p, "trained")
     p.add_argument("--cache", required=True)
     p.add_argument("--splits", required=True)
     p.add_argument("--set", required=True, help="the split column the model was trained on")
@@ -563,14 +550,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", default="0.5", help="P(AD) threshold, or 'youden' (chosen on validation)")
 
     p = add("gradcam", cmd_gradcam, "Grad-CAM of a CNN on its test subjects, in 2D and back in 3D (TensorFlow).")
-    p.add_argument("--model-dir", required=True)
+    model_args(p, "classifier's")
     p.add_argument("--cache", required=True)
     p.add_argument("--predictions", required=True)
     p.add_argument("--layer", required=True, help="e.g. mixed10 (paper) or mixed7 (small inputs)")
-    p.add_argument("--out-dir", required=True, help="NIfTI maps, region table, summary JSON")
+    p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (map size, ground truth)")
+    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
+    p.add_argument("--map-ad", required=True, help="mean AD map (NIfTI on the MNI grid)")
+    p.add_argument("--map-nc", required=True, help="mean NC map (NIfTI on the MNI grid)")
     p.add_argument("--examples-png", required=True)
     p.add_argument("--means-png", required=True)
-    p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
+    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
     p.add_argument("--examples", type=int, default=2, help="example subjects per class")
     p.add_argument(
         "--score-layers",
@@ -581,14 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
 
     p = add("occlusion", cmd_occlusion, "Region occlusion of a CNN classifier on its test subjects (TensorFlow).")
-    p.add_argument("--model-dir", required=True)
+    model_args(p, "classifier's")
     p.add_argument("--cache", required=True, help="the cohort's cache (subjects, labels, scan hashes, crop grid)")
     p.add_argument("--splits", required=True)
     p.add_argument("--set", required=True, help="the split column the model was trained on (NC reference)")
     p.add_argument("--preproc-dir", required=True, help="folder with the preprocessed SUBJECT.nii.gz and .json")
-    p.add_argument("--out-dir", required=True, help="region table, NIfTI map, summary JSON")
+    p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (subjects, time, ground truth)")
+    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
+    p.add_argument("--nifti", required=True, help="drop in P(AD) per region (NIfTI on the MNI grid)")
     p.add_argument("--png", required=True, help="brain-map figure")
-    p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
+    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
     p.add_argument(
         "--classes",
         type=lambda v: [x for x in v.split(",") if x],
@@ -600,23 +592,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("explain-baseline", cmd_explain_baseline, "Coefficient brain map and region ranking of an ROI baseline.")
     p.add_argument("--model", required=True, help="baseline model JSON")
     p.add_argument("--cache", required=True, help="the cohort's cache (for the crop grid)")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--summary", required=True, help="summary JSON (ground-truth scores)")
+    p.add_argument("--table", required=True, help="ranked coefficients (TSV)")
+    p.add_argument("--nifti", required=True, help="coefficient map (NIfTI on the MNI grid)")
     p.add_argument("--png", required=True)
     p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
-
-    def catalog_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--replicates", type=int, default=1, help="replicates of the ECD stage (train.replicates)")
-        p.add_argument("--init", default="random", help="train.init (names the ECD model without FDG stage)")
 
     p = add(
         "tables",
         cmd_tables,
         "Tables 3-4 with ROI baselines, the pre-specified comparisons (Holm), replicates, MMSE, the summary page.",
     )
-    p.add_argument("--results", required=True, help="results folder")
-    p.add_argument("--sizes", **sizes)
-    catalog_args(p)
-    p.add_argument("--out-dir", required=True)
+    grid_args(p)
+    p.add_argument(
+        "--table",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "TSV", "MD"),
+        help="where one table goes, as TSV and Markdown (repeat for each of layout.TABLES)",
+    )
+    p.add_argument("--findings", required=True, help="the findings in sentences (Markdown list)")
     p.add_argument("--comparisons", help="config `comparisons` as JSON (default: the schema's families)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for paired-difference CIs")
     p.add_argument("--seed", type=int, default=0)
@@ -630,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("summary", cmd_summary, "The one-page result (HTML) from the tables, the findings and key figures.")
-    p.add_argument("--tables-dir", required=True, help="folder `tables` wrote (TSVs and summary.md)")
+    p.add_argument("--table", nargs=2, action="append", metavar=("NAME", "TSV"), help="a table `tables` wrote (repeat)")
+    p.add_argument("--findings", required=True, help="the findings `tables` wrote")
     p.add_argument("--out", required=True, help="summary page (HTML)")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise level (as given to `tables`)")
     p.add_argument(
@@ -642,34 +638,27 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_explanations,
         "Grad-CAM, occlusion and ROI coefficients against the ground truth, one table.",
     )
-    p.add_argument("--results", required=True, help="results folder")
-    p.add_argument("--sizes", **sizes)
-    p.add_argument("--out-dir", required=True, help="writes explanations.tsv and .md here")
+    grid_args(p)
+    p.add_argument("--out", required=True, help="the table (TSV)")
+    p.add_argument("--markdown", required=True, help="the table for people (Markdown)")
 
     p = add(
         "explain-figure",
         cmd_explain_figure,
         "Grad-CAM, region occlusion and the ROI baseline's coefficients of one CNN, side by side.",
     )
-    p.add_argument("--results", required=True, help="results folder")
-    p.add_argument("--sizes", **sizes)
+    grid_args(p, figure=True)
     p.add_argument("--model", required=True, help="CNN classifier name, e.g. fdg/n160")
     p.add_argument("--cache", required=True, help="the model's cohort cache (for the crop grid)")
-    p.add_argument("--dpi", type=int, default=120)
-    p.add_argument("--out", required=True)
 
     p = add("figure", cmd_figure, "One report figure from predictions and metrics.")
     p.add_argument("kind", choices=["roc", "sample-size", "mmse", "learning", "tsne"])
-    p.add_argument("--results", default="results")
-    p.add_argument("--sizes", type=sizes["type"], default=[])
-    catalog_args(p)
+    grid_args(p, figure=True, grid_required=False)  # tsne reads one features file, no grid
     p.add_argument("--role", choices=["fdg", "ecd"], help="roc: which cohort")
     p.add_argument("--features", help="tsne: features HDF5 from `predict-cohort`")
     p.add_argument("--title", default="")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--perplexity", type=float, default=30.0)
-    p.add_argument("--dpi", type=int, default=120)
-    p.add_argument("--out", required=True)
     return parser
 
 

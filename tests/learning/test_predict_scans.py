@@ -77,17 +77,18 @@ def placeholder_model(tiny_cache, folder: Path, task: str = "classify") -> Path:
 
 def bundle(tiny_cache, folder: Path, task: str = "classify", parent: str | None = None) -> dict:
     manifest = build_manifest(
-        folder,
         "fdg/n12" if task == "classify" else "mmse/fdg",
-        write_test_metrics(tiny_cache, folder, task),
-        tiny_cache["cache"],
-        tiny_cache["splits"],
-        first_sidecar(tiny_cache),
+        folder / "model.keras",
+        folder / "metrics.json",
+        test_metrics=write_test_metrics(tiny_cache, folder, task),
+        cache=tiny_cache["cache"],
+        splits=tiny_cache["splits"],
+        preproc_sidecar=first_sidecar(tiny_cache),
         parent=parent,
         gradcam_layer="mixed7",
         synthetic=True,
     )
-    write_bundle(manifest, folder)
+    write_bundle(manifest, folder / "manifest.json", folder / "MODEL_CARD.md")
     return manifest
 
 
@@ -156,12 +157,13 @@ def test_bundle_refuses_a_sidecar_of_other_preprocessing(placeholder, tiny_cache
     (tmp_path / "s.json").write_text(json.dumps(sidecar))
     with pytest.raises(InputError, match="differ from those of the cache"):
         build_manifest(
-            placeholder,
             "fdg/n12",
-            placeholder / "test_metrics.json",
-            tiny_cache["cache"],
-            tiny_cache["splits"],
-            tmp_path / "s.json",
+            placeholder / "model.keras",
+            placeholder / "metrics.json",
+            test_metrics=placeholder / "test_metrics.json",
+            cache=tiny_cache["cache"],
+            splits=tiny_cache["splits"],
+            preproc_sidecar=tmp_path / "s.json",
         )
 
 
@@ -171,8 +173,14 @@ def test_bundle_step_does_not_import_tensorflow(placeholder, tiny_cache, tmp_pat
     (out / "manifest.json").unlink()
     argv = [
         "bundle",
-        "--model-dir",
-        str(out),
+        "--model",
+        str(out / "model.keras"),
+        "--metrics",
+        str(out / "metrics.json"),
+        "--manifest",
+        str(out / "manifest.json"),
+        "--model-card",
+        str(out / "MODEL_CARD.md"),
         "--name",
         "fdg/n12",
         "--test-metrics",

@@ -211,7 +211,7 @@ def test_explanation_table_scores_every_layer_occlusion_and_coefficients_alike(t
     from adtransfer.results import report
 
     _fabricate_explanations(tmp_path, [8], crop_grid)
-    table = report.explanation_table(tmp_path, [8])
+    table = report.explanation_table(report.Results(tmp_path, {"sizes": [8]}))
     fdg = table[table["model"] == "Inception v3, FDG 8"].set_index("explanation")
     assert list(fdg.index) == ["Grad-CAM mixed7 (figures)", "Grad-CAM mixed5", "region occlusion (drop in P(AD))"]
     assert fdg["mass in altered regions / chance"].tolist() == [1.2, 1.6, 2.5]
@@ -227,5 +227,5 @@ def test_side_by_side_figure_of_one_model(tmp_path, crop_grid):
 
     _fabricate_explanations(tmp_path, [8], crop_grid)
     out = tmp_path / "side by side.png"
-    report.explanation_figure(tmp_path, [8], "fdg/n8", tmp_path / "cache.h5", out)
+    report.explanation_figure(report.Results(tmp_path, {"sizes": [8]}), "fdg/n8", tmp_path / "cache.h5", out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -87,7 +87,8 @@ def test_occlusion_classes_must_start_with_ad(classes, tmp_path):
     from adtransfer.results.occlusion import run_occlusion
 
     with pytest.raises(InputError, match="start with AD"):
-        run_occlusion("m", "c.h5", "s.tsv", "n1", tmp_path, tmp_path, tmp_path / "x.png", classes=classes)
+        out = [tmp_path / name for name in ("s.json", "r.tsv", "o.nii.gz", "x.png")]
+        run_occlusion("m.keras", "m.json", "c.h5", "s.tsv", "n1", tmp_path, *out, classes=classes)
 
 
 def test_rebuilding_only_the_touched_tiles_equals_rebuilding_the_mosaics(crop_grid):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from adtransfer import layout
 from adtransfer.catalog import grid, replicate_seed
 from adtransfer.errors import InputError
 from adtransfer.results import report
@@ -23,6 +24,22 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 REPLICATES = 3
+SPEC = {"sizes": SIZES, "replicates": REPLICATES, "init": "random", "mmse_init": "classifier"}  # as --grid
+
+
+def table_files(root) -> dict:
+    """Each table's TSV and Markdown file under a results root (what the workflow passes as --table)."""
+    return {name: (layout.table(name, "tsv", str(root)), layout.table(name, "md", str(root))) for name in layout.TABLES}
+
+
+def tables_and_page(root, figs=None, **options) -> list[str]:
+    """The tables and findings (`tables`), then the summary page (`summary`) of a results root."""
+    files, findings = table_files(root), layout.findings(str(root))
+    sentences = report.write_tables(root, options.pop("spec", SPEC), files, findings, **options)
+    report.write_summary_page({n: tsv for n, (tsv, _) in files.items()}, findings, root / "summary.html", figs)
+    return sentences
+
+
 # validation AUC per CNN (results/models/{m}/metrics.json): FDG 8 is best on validation (but FDG sizes are validated
 # on different subjects, so that ranks nothing), FDG 16 on test; the ECD CNNs share their validation subjects
 VAL_AUC = {"fdg/n8": 0.95, "fdg/n16": 0.80, "ecd/scratch": 0.90, "ecd/from_fdg_n8": 0.70, "ecd/from_fdg_n16": 0.75}
@@ -71,13 +88,11 @@ STRENGTH = {"roi/ecd/nall": 2.0, "ecd/scratch": 0.2, "ecd/from_fdg_n16": 0.6, "f
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     _fabricate(root, STRENGTH)
-    report.roc_curves(root, SIZES, "ecd", root / "roc_ecd.png", 60, REPLICATES)
-    report.sample_size(root, SIZES, root / "size.png", 60, REPLICATES)
+    res = report.Results(root, json.dumps(SPEC))
+    report.roc_curves(res, root / "roc_ecd.png", 60, role="ecd")
+    report.sample_size(res, root / "size.png", 60)
     figs = {"ROC curves, ECD SPECT test set": root / "roc_ecd.png", "Sample-size study": root / "size.png"}
-    sentences = report.write_tables(
-        root, SIZES, root / "tables", root / "summary.html", replicates=REPLICATES, n_boot=200, figure_paths=figs
-    )
-    return root, sentences
+    return root, tables_and_page(root, figs, n_boot=200)
 
 
 def test_table_rows_come_from_the_one_evaluation_path(results):
@@ -132,13 +147,23 @@ def test_only_prespecified_comparisons_holm_adjusted_within_each_family(results)
 def test_custom_families_and_pairs(results, tmp_path):
     root, _ = results
     spec = {"mine": [{"a": "ecd/from_fdg_n8", "b": "ecd/scratch"}, "transfer_largest"]}
-    report.write_tables(root, SIZES, tmp_path, tmp_path / "s.html", REPLICATES, comparison_spec=spec, n_boot=100)
-    comps = pd.read_csv(tmp_path / "comparisons.tsv", sep="\t")
+    findings = tmp_path / "summary.md"
+    report.write_tables(root, SPEC, table_files(tmp_path), findings, comparison_spec=spec, n_boot=100)
+    comps = pd.read_csv(tmp_path / "tables" / "comparisons.tsv", sep="\t")
     assert comps["family"].tolist() == ["mine", "mine"] and (comps["family_size"] == 2).all()
     with pytest.raises(ValueError, match="no model 'ecd/nope'"):
         report.write_tables(
-            root, SIZES, tmp_path, tmp_path / "s.html", comparison_spec={"x": [{"a": "ecd/nope", "b": "ecd/scratch"}]}
+            root, SPEC, table_files(tmp_path), findings, comparison_spec={"x": [{"a": "ecd/nope", "b": "ecd/scratch"}]}
         )
+    with pytest.raises(ValueError, match="no output file given for table.*mmse"):
+        report.write_tables(root, SPEC, {n: f for n, f in table_files(tmp_path).items() if n != "mmse"}, findings)
+
+
+def test_the_grid_is_the_workflows_mmse_init_included(results):
+    """--grid carries train.mmse_init: the report's grid was built without it before."""
+    root, _ = results
+    assert report.Results(root, SPEC).by_name["mmse/fdg"].pretrained == f"fdg/n{max(SIZES)}"
+    assert report.Results(root, {**SPEC, "mmse_init": "init"}).by_name["mmse/fdg"].pretrained is None
 
 
 def test_summary_follows_the_statistics_and_picks_on_validation(results):
@@ -318,10 +343,11 @@ def test_mmse_table_names_both_r2s_paper_first(results):
 
 def test_figures_are_written(results, tmp_path):
     root, _ = results
-    report.roc_curves(root, SIZES, "ecd", tmp_path / "roc.png", replicates=REPLICATES)
-    report.sample_size(root, SIZES, tmp_path / "size.png", replicates=REPLICATES)
-    report.mmse_scatter(root, SIZES, tmp_path / "mmse.png", replicates=REPLICATES)
-    report.learning_curves(root, SIZES, tmp_path / "learn.png", replicates=REPLICATES)
+    res = report.Results(root, SPEC)
+    report.roc_curves(res, tmp_path / "roc.png", role="ecd")
+    report.sample_size(res, tmp_path / "size.png")
+    report.mmse_scatter(res, tmp_path / "mmse.png")
+    report.learning_curves(res, tmp_path / "learn.png")
     for name in ("roc", "size", "mmse", "learn"):
         data = (tmp_path / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
@@ -338,7 +364,7 @@ def test_explanation_table_puts_gradcam_beside_the_baseline(results):
             (folder / "gradcam_summary.json").write_text(json.dumps(summary))
         elif m.kind == "roi":
             (folder / "explain_summary.json").write_text(json.dumps({"ground_truth": top}))
-    table = report.explanation_table(root, SIZES)
+    table = report.explanation_table(report.Results(root, SPEC))
     cnn = table[table["explanation"].str.startswith("Grad-CAM")]
     roi = table[table["explanation"] == "standardized coefficients"]
     assert len(cnn) == 2 * len(SIZES) + 1 and len(roi) == len(SIZES) + 1 + 2  # + the two MMSE ridges
@@ -346,7 +372,7 @@ def test_explanation_table_puts_gradcam_beside_the_baseline(results):
         "mass in altered regions / chance"
     ].isna().all()
     assert (roi["altered among top 10 regions"] == 7).all()
-    report.write_table(table, root / "tables", "explanations")
+    report.write_table(table, *(layout.table("explanations", ext, str(root)) for ext in ("tsv", "md")))
     assert "nan" not in (root / "tables" / "explanations.md").read_text()
 
 
@@ -359,7 +385,7 @@ def test_metrics_from_an_older_version_ask_for_a_rerun(results, tmp_path):
     metrics["test"] = {"n": 30, "r2": 0.5, "pearson_r": 0.8, "p": 0.01, "mae": 2.0}
     path.write_text(json.dumps(metrics))
     with pytest.raises(InputError, match="older adtransfer.*--forcerun evaluate"):
-        report.write_tables(old, SIZES, old / "tables", old / "summary.html", replicates=REPLICATES, n_boot=100)
+        tables_and_page(old, n_boot=100)
 
 
 def test_summary_says_which_kind_of_synthetic_cohort_it_is(tmp_path):

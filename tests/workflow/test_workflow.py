@@ -192,3 +192,49 @@ def test_native_cohort_run_excludes_flagged_subjects(tmp_path):
     with h5py.File(tmp_path / "results" / "cache" / "spect.h5") as h5:
         cached = {s.decode() for s in h5["subject_id"][()]}
     assert cached == set(qc["subject_id"]) - low
+
+
+def _layout_files(cfg: dict) -> set[str]:
+    """Every file a run of `cfg` writes (logs and benchmarks aside), built from adtransfer.layout alone."""
+    from adtransfer import layout
+    from adtransfer.catalog import grid_from_spec, grid_spec
+    from adtransfer.inputs.synth import subject_ids
+
+    files = set()
+    for cohort, spec in cfg["cohorts"].items():
+        ids = subject_ids(cohort, sum(v for k, v in spec["synthetic"].items() if k.startswith("n_")))
+        files |= {layout.synth_file(cohort, kind) for kind in layout.SYNTH_FILES}
+        files |= {layout.synth_scan(cohort, s) for s in ids}
+        kinds = ("nii", "sidecar", "qc", "registration_qc")
+        files |= {layout.preprocessed(cohort, s, kind) for s in ids for kind in kinds}
+        files |= {layout.cohort_table(cohort), layout.cache(cohort), layout.splits(cohort)}
+    for m in grid_from_spec(grid_spec(cfg)):
+        files |= {layout.predictions(m.name), layout.test_metrics(m.name)}
+        if m.kind == "roi":
+            short = m.name.removeprefix("roi/")
+            files |= {layout.model_file(m.name, "model.json"), layout.model_figure("roi_coefficients", short)}
+            files |= {
+                layout.explain(m.name, f) for f in ("explain_summary.json", "coefficients.tsv", "coefficients.nii.gz")
+            }
+            continue
+        files |= {layout.model_file(m.name, f) for f in layout.MODEL_FILES if f != "model.json"}
+        files.add(layout.features(m.name))
+        if m.classify and m.replicate == 0:
+            files |= {layout.explain(m.name, f) for f in layout.EXPLAIN_FILES if not f.startswith(("explain_", "coef"))}
+            kinds = ("tsne", "gradcam_examples", "gradcam_means", "occlusion", "explain")
+            files |= {layout.model_figure(kind, m.name) for kind in kinds}
+    files |= {layout.figure(f) for f in layout.GRID_FIGURES}
+    files |= {layout.table(t, ext) for t in [*layout.TABLES, "explanations"] for ext in ("tsv", "md")}
+    return files | {layout.findings(), layout.summary_page()}
+
+
+def test_the_outputs_rules_declare_are_the_files_layout_builds(tmp_path):
+    """One owner of the results tree: every output of every job of the tiny run (logs and benchmarks aside) is a
+    path adtransfer.layout builds for that config's grid, and every such path is some job's output."""
+    cfg = tiny_training_config()
+    proc = snakemake(tmp_path, write_config(tmp_path / "tiny.yaml", cfg), "-n", "--forceall")
+    declared = set()
+    for line in proc.stdout.splitlines():
+        if line.strip().startswith("output:"):
+            declared |= {p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()}
+    assert declared == _layout_files(cfg)

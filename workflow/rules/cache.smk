@@ -4,21 +4,21 @@
 rule cache:
     input:
         table=cohort_table_used,
-        nii=lambda wc: expand("results/preproc/{{cohort}}/{subject}.nii.gz", subject=subjects(wc.cohort)),
-        sidecars=lambda wc: expand("results/preproc/{{cohort}}/{subject}.json", subject=subjects(wc.cohort)),
+        nii=lambda wc: [layout.preprocessed(wc.cohort, s, "nii") for s in subjects(wc.cohort)],
+        sidecars=lambda wc: [layout.preprocessed(wc.cohort, s, "sidecar") for s in subjects(wc.cohort)],
     output:
-        "results/cache/{cohort}.h5",
+        layout.cache("{cohort}"),
     params:
         size=config["mosaic"]["size"],
         modality=lambda wc: config["cohorts"][wc.cohort]["modality"],
-        preproc_dir=lambda wc, input: os.path.dirname(input.nii[0]),
+        preproc_dir=lambda wc: layout.preproc_dir(wc.cohort),
     threads: 2
     conda:
         "../../envs/data.yaml"
     log:
-        "results/logs/cache/{cohort}.log",
+        layout.log("cache", "{cohort}"),
     benchmark:
-        "results/benchmarks/cache/{cohort}.tsv"
+        layout.benchmark("cache", "{cohort}")
     shell:
         "python -m adtransfer cache --table {input.table} --preproc-dir {params.preproc_dir} --output {output}"
         " --size {params.size} --modality {params.modality} --cohort {wildcards.cohort}"

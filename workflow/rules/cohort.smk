@@ -7,11 +7,8 @@ for _cohort in [c for c in COHORTS if is_synthetic(c)]:
         name:
             f"synth_{_cohort}"
         output:
-            table=f"{synth_dir(_cohort)}/participants.tsv",
-            scans=[f"{synth_dir(_cohort)}/scans/{s}.nii.gz" for s in subjects(_cohort)],
-            truth=f"{synth_dir(_cohort)}/ground_truth.tsv",
-            truth_json=f"{synth_dir(_cohort)}/ground_truth.json",
-            pattern=f"{synth_dir(_cohort)}/ad_pattern.nii.gz",
+            **{kind: layout.synth_file(_cohort, kind) for kind in layout.SYNTH_FILES},
+            scans=[layout.synth_scan(_cohort, s) for s in subjects(_cohort)],
         params:
             name=_cohort,
             modality=config["cohorts"][_cohort]["modality"],
@@ -22,9 +19,9 @@ for _cohort in [c for c in COHORTS if is_synthetic(c)]:
         conda:
             "../../envs/data.yaml"
         log:
-            f"results/logs/synth/{_cohort}.log",
+            layout.log("synth", _cohort),
         benchmark:
-            f"results/benchmarks/synth/{_cohort}.tsv"
+            layout.benchmark("synth", _cohort)
         shell:
             "python -m adtransfer synth --name {params.name} --modality {params.modality} --spec {params.spec:q}"
             " --seed {params.seed} --out {params.out} --threads {threads} --log {log}"
@@ -35,16 +32,16 @@ rule validate:
         table=lambda wc: table_path(wc.cohort),
         scans=cohort_scans,
     output:
-        "results/cohort/{cohort}.tsv",
+        layout.cohort_table("{cohort}"),
     params:
         modality=lambda wc: config["cohorts"][wc.cohort]["modality"],
         classify=lambda wc: "" if config["cohorts"][wc.cohort].get("classify", True) else "--no-classify",
     conda:
         "../../envs/data.yaml"
     log:
-        "results/logs/validate/{cohort}.log",
+        layout.log("validate", "{cohort}"),
     benchmark:
-        "results/benchmarks/validate/{cohort}.tsv"
+        layout.benchmark("validate", "{cohort}")
     shell:
         "python -m adtransfer validate {input.table:q} --modality {params.modality} {params.classify}"
         " --out {output} --log {log}"

@@ -1,4 +1,5 @@
-# Shared helpers: the cohorts and their subjects, known when the DAG is built.
+# Shared helpers: the cohorts and their subjects, known when the DAG is built. Every path of the results tree is
+# built by adtransfer.layout (`layout.cache("{cohort}")`, `layout.model_file("{model}", "model.keras")`, ...).
 # Real cohorts: the participants table is read (and checked) here, so a defect in it stops the run at once.
 # Synthetic cohorts: subject ids follow from the config alone (no checkpoint needed).
 
@@ -16,8 +17,8 @@ sys.path.insert(0, SRC)
 # (quadrupled braces: both the f-string and Snakemake format the prefix; the clone's path is quoted for the shell)
 shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
-from adtransfer.catalog import grid_from_spec, grid_spec, replicate_count, replicate_seed
-from adtransfer import modalities
+from adtransfer import layout, modalities
+from adtransfer.catalog import grid_from_spec, grid_spec, replicate_seed
 from adtransfer.inputs.cohort import read_participants
 from adtransfer.errors import InputError
 from adtransfer.learning.splits import mmse_min_for
@@ -42,14 +43,10 @@ def is_synthetic(cohort):
     return not config["cohorts"][cohort].get("table")
 
 
-def synth_dir(cohort):
-    return f"results/synth/{cohort}"
-
-
 def table_path(cohort):
     """The cohort's participants table (or BIDS root)."""
     if is_synthetic(cohort):
-        return f"{synth_dir(cohort)}/participants.tsv"
+        return layout.synth_file(cohort, "table")
     return config["cohorts"][cohort]["table"]
 
 
@@ -61,7 +58,7 @@ def _load_cohort(cohort):
             raise WorkflowError(f"config: cohort '{cohort}' has neither a table nor a synthetic section")
         n = syn["n_ad"] + syn["n_nc"] + syn.get("n_mci", 0)
         ids = subject_ids(cohort, n)
-        return {s: f"{synth_dir(cohort)}/scans/{s}.nii.gz" for s in ids}
+        return {s: layout.synth_scan(cohort, s) for s in ids}
     try:
         df = read_participants(spec["table"])
     except InputError as exc:
@@ -104,8 +101,8 @@ def registration_settings(cohort):
 def cohort_table_used(wildcards):
     """The cohort table the cache and the splits read: for native cohorts, the one after registration QC."""
     if space_of(wildcards.cohort) == "native":
-        return f"results/qc/{wildcards.cohort}/registration_included.tsv"
-    return f"results/cohort/{wildcards.cohort}.tsv"
+        return layout.registration_qc(wildcards.cohort, included=True)
+    return layout.cohort_table(wildcards.cohort)
 
 
 def synthetic_spec(cohort):
@@ -172,14 +169,14 @@ def train_inputs(wildcards):
     """A CNN's cache and splits (its cohort's), and its parent model when it fine-tunes one (catalog)."""
     model = MODELS[wildcards.model]
     cohort = ROLE_COHORT[model.role]
-    inputs = {"cache": f"results/cache/{cohort}.h5", "splits": f"results/splits/{cohort}.tsv"}
+    inputs = {"cache": layout.cache(cohort), "splits": layout.splits(cohort)}
     if model.pretrained:
-        inputs["pretrained"] = f"results/models/{model.pretrained}/model.keras"
+        inputs["pretrained"] = layout.model_file(model.pretrained, "model.keras")
     return inputs
 
 
-def model_files(folder):
-    return {name: f"{folder}/{name}" for name in ("model.keras", "history.tsv", "metrics.json")}
+# what one training job writes: the model, its history and its validation metrics
+TRAINED_FILES = {"model": "model.keras", "history": "history.tsv", "metrics": "metrics.json"}
 
 
 # --- evaluation, explanation, report --------------------------------------------------------------------
@@ -194,13 +191,21 @@ ROLE_COHORT = {"fdg": FDG, "ecd": ECD}
 EVAL = config.get("evaluate", {})
 EXPLAIN = config.get("explain", {})
 FIGURE_DPI = config.get("figures", {}).get("dpi", 120)
-SIZES_ARG = ",".join(str(s) for s in SIZES)
-N_REPLICATES = replicate_count(REPLICATES)
-INIT = TRAIN.get("init", "random")
 COMPARISONS = json.dumps(config.get("comparisons", {}), sort_keys=True)
 # Grad-CAM and t-SNE explain replicate 0 only (further replicates are for the statistics)
 CNN_CLASSIFIERS = [m.name for m in MODELS.values() if m.kind == "cnn" and m.classify and m.replicate == 0]
 BASELINES = [m.name for m in MODELS.values() if m.kind == "roi"]
+
+
+def trained(model):
+    """A trained CNN's files a later step reads: the model and its training metrics (settings)."""
+    return {f.split(".")[0]: layout.model_file(model, f) for f in ("model.keras", "metrics.json")}
+
+
+def cohort_files(kind, role_of):
+    """An input function: the cache (or split table: kind = layout.cache or layout.splits) of the cohort of the
+    model named by the `model` wildcard (role_of: model_of or baseline_of)."""
+    return lambda wc: kind(ROLE_COHORT[role_of(wc).role])
 
 
 def model_of(wildcards):
@@ -227,63 +232,90 @@ def synthetic_truths():
     """Cohort role -> ground_truth.json, for the training grid's synthetic cohorts (none without `splits`)."""
     if not SPLITS:
         return {}
-    return {r: f"{synth_dir(c)}/ground_truth.json" for r, c in ROLE_COHORT.items() if is_synthetic(c)}
+    return {r: layout.synth_file(c, "truth_json") for r, c in ROLE_COHORT.items() if is_synthetic(c)}
 
 
 def truth_of(model):
     """The generator's ground truth for a synthetic cohort (Grad-CAM and baseline checks); [] for real data."""
     cohort = cohort_of(model)
-    return [f"{synth_dir(cohort)}/ground_truth.json"] if is_synthetic(cohort) else []
+    return [layout.synth_file(cohort, "truth_json")] if is_synthetic(cohort) else []
 
 
 def preproc_sidecar(model):
     """One preprocessing sidecar of the model's cohort: the parameters every subject was preprocessed with
     (`adtransfer bundle` checks them against the cache's parameter hash)."""
     cohort = cohort_of(model)
-    return f"results/preproc/{cohort}/{subjects(cohort)[0]}.json"
+    return layout.preprocessed(cohort, subjects(cohort)[0], "sidecar")
+
+
+def explain_figure_inputs(model):
+    """What the side-by-side figure of a CNN reads: its Grad-CAM and occlusion (summary and AD map) and the
+    coefficient map of the matching ROI baseline."""
+    return {
+        "gradcam": layout.explain(model, "gradcam_summary.json"),
+        "gradcam_map": layout.explain(model, "gradcam_AD.nii.gz"),
+        "occlusion": layout.explain(model, "occlusion_summary.json"),
+        "occlusion_map": layout.explain(model, "occlusion_AD.nii.gz"),
+        "baseline_map": layout.explain(matching_baseline(model), "coefficients.nii.gz"),
+    }
+
+
+def scored(names):
+    """Predictions and test metrics of these models."""
+    return [layout.predictions(m) for m in names] + [layout.test_metrics(m) for m in names]
 
 
 def classifier_inputs(role=None):
     """Predictions and metrics of every classifier (of one cohort role): what tables and ROC figures read."""
-    names = [m for m, spec in MODELS.items() if spec.classify and role in (None, spec.role)]
-    return expand("results/predictions/{m}.tsv", m=names) + expand("results/metrics/{m}.json", m=names)
+    return scored([m for m, spec in MODELS.items() if spec.classify and role in (None, spec.role)])
 
 
 def mmse_inputs():
-    names = [m for m, spec in MODELS.items() if not spec.classify]
-    return expand("results/predictions/{m}.tsv", m=names) + expand("results/metrics/{m}.json", m=names)
+    return scored([m for m, spec in MODELS.items() if not spec.classify])
+
+
+def first_cnns():
+    """Replicate 0 of every CNN (validation metrics and learning curves are read of these)."""
+    return [m for m, spec in MODELS.items() if spec.kind == "cnn" and spec.replicate == 0]
 
 
 def all_models():
     """Every trained model of the grid; none when the config has no `splits` (data stages only)."""
-    return [f"results/models/{m}/metrics.json" for m, spec in MODELS.items() if spec.kind == "cnn"]
+    return [layout.model_file(m, "metrics.json") for m, spec in MODELS.items() if spec.kind == "cnn"]
 
 
-TABLES = ["table3_fdg", "table4_ecd", "comparisons", "replicates", "mmse"]
 # the figures the summary page shows inline (caption -> file)
 SUMMARY_FIGURES = {
-    "ROC curves, ECD SPECT test set": "results/figures/roc_ecd.png",
-    "ROC curves, FDG PET test set": "results/figures/roc_fdg.png",
-    "Sample-size study (dots: replicates)": "results/figures/sample_size.png",
-    "MMSE: predicted vs true": "results/figures/mmse_scatter.png",
+    "ROC curves, ECD SPECT test set": layout.figure("roc_ecd"),
+    "ROC curves, FDG PET test set": layout.figure("roc_fdg"),
+    "Sample-size study (dots: replicates)": layout.figure("sample_size"),
+    "MMSE: predicted vs true": layout.figure("mmse_scatter"),
 }
+
+
+def quoted(*parts):
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def figure_shell(kind, options=""):
+    """The command of a figure of the whole grid (read below layout.ROOT by the grid GRID_SPEC)."""
+    return (f"python -m adtransfer figure {kind} --results {layout.ROOT} --grid {{params.grid:q}} {options}"
+            " --dpi {params.dpi} --out {output:q} --log {log:q}")
 
 
 def all_results():
     """Everything the evaluation and report stages write."""
     if not SPLITS:
         return []
-    out = expand("results/metrics/{model}.json", model=MODELS)
-    out += expand("results/models/{model}/{name}", model=[m for m, spec in MODELS.items() if spec.kind == "cnn"],
-                  name=["manifest.json", "MODEL_CARD.md"])
-    out += expand("results/tables/{name}.{ext}", name=TABLES, ext=["tsv", "md"])
-    out += ["results/summary.html", "results/figures/sample_size.png", "results/figures/mmse_scatter.png",
-            "results/figures/learning_curves.png"]
-    out += expand("results/figures/roc_{role}.png", role=["fdg", "ecd"])
-    out += expand("results/figures/tsne/{model}.png", model=CNN_CLASSIFIERS)
-    out += expand("results/explain/{model}/gradcam_summary.json", model=CNN_CLASSIFIERS)
-    out += expand("results/explain/{model}/occlusion_summary.json", model=CNN_CLASSIFIERS)
-    out += expand("results/figures/explain/{model}.png", model=CNN_CLASSIFIERS)
-    out += expand("results/explain/{model}/explain_summary.json", model=BASELINES)
-    out += ["results/tables/explanations.tsv"]
+    cnns = [m for m, spec in MODELS.items() if spec.kind == "cnn"]
+    out = [layout.test_metrics(m) for m in MODELS]
+    out += [layout.model_file(m, f) for m in cnns for f in ("manifest.json", "MODEL_CARD.md")]
+    out += [layout.table(name, ext) for name in layout.TABLES for ext in ("tsv", "md")]
+    out += [layout.summary_page()] + [layout.figure(f) for f in ("sample_size", "mmse_scatter", "learning_curves")]
+    out += [layout.figure(f"roc_{role}") for role in ("fdg", "ecd")]
+    out += [layout.model_figure("tsne", m) for m in CNN_CLASSIFIERS]
+    out += [layout.explain(m, f) for f in ("gradcam_summary.json", "occlusion_summary.json") for m in CNN_CLASSIFIERS]
+    out += [layout.model_figure("explain", m) for m in CNN_CLASSIFIERS]
+    out += [layout.explain(m, "explain_summary.json") for m in BASELINES]
+    out += [layout.table("explanations")]
     return out

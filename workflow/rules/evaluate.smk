@@ -5,18 +5,16 @@
 
 rule predict:
     input:
-        model="results/models/{model}/model.keras",
-        metrics="results/models/{model}/metrics.json",
-        cache=lambda wc: f"results/cache/{cohort_of(wc.model)}.h5",
-        splits=lambda wc: f"results/splits/{cohort_of(wc.model)}.tsv",
+        **trained("{model}"),
+        cache=cohort_files(layout.cache, model_of),
+        splits=cohort_files(layout.splits, model_of),
     output:
-        predictions="results/predictions/{model}.tsv",
-        features="results/predictions/{model}.features.h5",
+        predictions=layout.predictions("{model}"),
+        features=layout.features("{model}"),
     wildcard_constraints:
         model=r"(fdg|ecd|mmse)/[A-Za-z0-9_]+",
     params:
         set=lambda wc: model_of(wc).set_column,
-        model_dir=lambda wc, input: os.path.dirname(input.model),
     threads: TRAIN_THREADS
     resources:
         gpu=1,
@@ -25,22 +23,22 @@ rule predict:
     conda:
         "../../envs/train.yaml"
     log:
-        "results/logs/predict/{model}.log",
+        layout.log("predict", "{model}"),
     benchmark:
-        "results/benchmarks/predict/{model}.tsv"
+        layout.benchmark("predict", "{model}")
     shell:
-        "python -m adtransfer predict-cohort --model-dir {params.model_dir:q} --cache {input.cache:q}"
+        "python -m adtransfer predict-cohort --model {input.model:q} --metrics {input.metrics:q} --cache {input.cache:q}"
         " --splits {input.splits:q} --set {params.set:q} --out {output.predictions:q} --features {output.features:q}"
         " --threads {threads} --log {log:q}"
 
 
 rule train_baseline:
     input:
-        cache=lambda wc: f"results/cache/{ROLE_COHORT[baseline_of(wc).role]}.h5",
-        splits=lambda wc: f"results/splits/{ROLE_COHORT[baseline_of(wc).role]}.tsv",
+        cache=cohort_files(layout.cache, baseline_of),
+        splits=cohort_files(layout.splits, baseline_of),
     output:
-        model="results/models/roi/{model}/model.json",
-        predictions="results/predictions/roi/{model}.tsv",
+        model=layout.model_file("roi/{model}", "model.json"),
+        predictions=layout.predictions("roi/{model}"),
     params:
         set=lambda wc: baseline_of(wc).set_column,
         task=lambda wc: baseline_of(wc).task,
@@ -48,9 +46,9 @@ rule train_baseline:
     conda:
         "../../envs/data.yaml"
     log:
-        "results/logs/baseline/{model}.log",
+        layout.log("baseline", "{model}"),
     benchmark:
-        "results/benchmarks/baseline/{model}.tsv"
+        layout.benchmark("baseline", "{model}")
     shell:
         "python -m adtransfer baseline --cache {input.cache} --splits {input.splits} --set {params.set}"
         " --task {params.task} --out {output.model} --predictions {output.predictions} --seed {params.seed}"
@@ -59,9 +57,9 @@ rule train_baseline:
 
 rule evaluate:
     input:
-        "results/predictions/{model}.tsv",
+        layout.predictions("{model}"),
     output:
-        "results/metrics/{model}.json",
+        layout.test_metrics("{model}"),
     params:
         task=lambda wc: model_of(wc).task,
         n_boot=EVAL.get("n_bootstrap", 1000),
@@ -70,9 +68,9 @@ rule evaluate:
     conda:
         "../../envs/data.yaml"
     log:
-        "results/logs/evaluate/{model}.log",
+        layout.log("evaluate", "{model}"),
     benchmark:
-        "results/benchmarks/evaluate/{model}.tsv"
+        layout.benchmark("evaluate", "{model}")
     shell:
         "python -m adtransfer evaluate --predictions {input} --task {params.task} --out {output}"
         " --name {wildcards.model} --n-boot {params.n_boot} --seed {params.seed} --threshold {params.threshold}"

@@ -8,24 +8,24 @@ import shlex
 
 rule gradcam:
     input:
-        model="results/models/{model}/model.keras",
-        metrics="results/models/{model}/metrics.json",
-        cache=lambda wc: f"results/cache/{cohort_of(wc.model)}.h5",
-        predictions="results/predictions/{model}.tsv",
+        **trained("{model}"),
+        cache=cohort_files(layout.cache, model_of),
+        predictions=layout.predictions("{model}"),
         truth=lambda wc: truth_of(wc.model),
     output:
-        summary="results/explain/{model}/gradcam_summary.json",
-        regions="results/explain/{model}/gradcam_regions.tsv",
-        maps=expand("results/explain/{{model}}/gradcam_{cls}.nii.gz", cls=["AD", "NC"]),
+        summary=layout.explain("{model}", "gradcam_summary.json"),
+        regions=layout.explain("{model}", "gradcam_regions.tsv"),
+        map_ad=layout.explain("{model}", "gradcam_AD.nii.gz"),
+        map_nc=layout.explain("{model}", "gradcam_NC.nii.gz"),
         examples=report(
-            "results/figures/gradcam/{model}_examples.png",
+            layout.model_figure("gradcam_examples", "{model}"),
             caption="../report/gradcam_examples.rst",
             category="4. Explanation",
             subcategory="Grad-CAM",
             labels={"model": "{model}", "figure": "test examples"},
         ),
         means=report(
-            "results/figures/gradcam/{model}_means.png",
+            layout.model_figure("gradcam_means", "{model}"),
             caption="../report/gradcam_means.rst",
             category="4. Explanation",
             subcategory="Grad-CAM",
@@ -37,8 +37,6 @@ rule gradcam:
         layer=EXPLAIN.get("gradcam_layer", "mixed10"),
         score_layers=",".join(EXPLAIN.get("gradcam_score_layers", [])),
         examples=EXPLAIN.get("gradcam_examples", 2),
-        model_dir=lambda wc, input: os.path.dirname(input.model),
-        out_dir=lambda wc, output: os.path.dirname(output.summary),
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
     threads: TRAIN_THREADS
     resources:
@@ -48,31 +46,31 @@ rule gradcam:
     conda:
         "../../envs/train.yaml"
     log:
-        "results/logs/gradcam/{model}.log",
+        layout.log("gradcam", "{model}"),
     benchmark:
-        "results/benchmarks/gradcam/{model}.tsv"
+        layout.benchmark("gradcam", "{model}")
     shell:
-        "python -m adtransfer gradcam --model-dir {params.model_dir:q} --cache {input.cache:q}"
-        " --predictions {input.predictions:q} --layer {params.layer:q} --out-dir {params.out_dir:q}"
+        "python -m adtransfer gradcam --model {input.model:q} --metrics {input.metrics:q} --cache {input.cache:q}"
+        " --predictions {input.predictions:q} --layer {params.layer:q} --summary {output.summary:q}"
+        " --regions {output.regions:q} --map-ad {output.map_ad:q} --map-nc {output.map_nc:q}"
         " --examples-png {output.examples:q} --means-png {output.means:q} --examples {params.examples}"
         " --score-layers={params.score_layers:q} {params.truth} --threads {threads} --log {log:q}"
 
 
 rule occlusion:
     input:
-        model="results/models/{model}/model.keras",
-        metrics="results/models/{model}/metrics.json",
-        cache=lambda wc: f"results/cache/{cohort_of(wc.model)}.h5",
-        splits=lambda wc: f"results/splits/{cohort_of(wc.model)}.tsv",
-        nii=lambda wc: expand("results/preproc/{c}/{s}.nii.gz", c=cohort_of(wc.model), s=subjects(cohort_of(wc.model))),
-        sidecars=lambda wc: expand("results/preproc/{c}/{s}.json", c=cohort_of(wc.model), s=subjects(cohort_of(wc.model))),
+        **trained("{model}"),
+        cache=cohort_files(layout.cache, model_of),
+        splits=cohort_files(layout.splits, model_of),
+        nii=lambda wc: [layout.preprocessed(cohort_of(wc.model), s, "nii") for s in subjects(cohort_of(wc.model))],
+        sidecars=lambda wc: [layout.preprocessed(cohort_of(wc.model), s, "sidecar") for s in subjects(cohort_of(wc.model))],
         truth=lambda wc: truth_of(wc.model),
     output:
-        summary="results/explain/{model}/occlusion_summary.json",
-        regions="results/explain/{model}/occlusion_regions.tsv",
-        nifti="results/explain/{model}/occlusion_AD.nii.gz",
+        summary=layout.explain("{model}", "occlusion_summary.json"),
+        regions=layout.explain("{model}", "occlusion_regions.tsv"),
+        nifti=layout.explain("{model}", "occlusion_AD.nii.gz"),
         png=report(
-            "results/figures/occlusion/{model}.png",
+            layout.model_figure("occlusion", "{model}"),
             caption="../report/occlusion.rst",
             category="4. Explanation",
             subcategory="Region occlusion",
@@ -83,9 +81,7 @@ rule occlusion:
     params:
         set=lambda wc: MODELS[wc.model].set_column,
         classes=",".join(EXPLAIN.get("occlusion_classes", ["AD"])),
-        model_dir=lambda wc, input: os.path.dirname(input.model),
-        preproc_dir=lambda wc, input: os.path.dirname(input.nii[0]),
-        out_dir=lambda wc, output: os.path.dirname(output.summary),
+        preproc_dir=lambda wc: layout.preproc_dir(cohort_of(wc.model)),
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
     threads: TRAIN_THREADS
     resources:
@@ -95,25 +91,23 @@ rule occlusion:
     conda:
         "../../envs/train.yaml"
     log:
-        "results/logs/occlusion/{model}.log",
+        layout.log("occlusion", "{model}"),
     benchmark:
-        "results/benchmarks/occlusion/{model}.tsv"
+        layout.benchmark("occlusion", "{model}")
     shell:
-        "python -m adtransfer occlusion --model-dir {params.model_dir:q} --cache {input.cache:q}"
+        "python -m adtransfer occlusion --model {input.model:q} --metrics {input.metrics:q} --cache {input.cache:q}"
         " --splits {input.splits:q} --set {params.set:q} --preproc-dir {params.preproc_dir:q}"
-        " --out-dir {params.out_dir:q} --png {output.png:q} --classes {params.classes:q} {params.truth}"
+        " --summary {output.summary:q} --regions {output.regions:q} --nifti {output.nifti:q} --png {output.png:q} --classes {params.classes:q} {params.truth}"
         " --threads {threads} --log {log:q}"
 
 
 rule explain_figure:
     input:
-        gradcam="results/explain/{model}/gradcam_summary.json",
-        occlusion="results/explain/{model}/occlusion_summary.json",
-        baseline=lambda wc: f"results/explain/{matching_baseline(wc.model)}/explain_summary.json",
-        cache=lambda wc: f"results/cache/{cohort_of(wc.model)}.h5",
+        unpack(lambda wc: explain_figure_inputs(wc.model)),
+        cache=cohort_files(layout.cache, model_of),
     output:
         report(
-            "results/figures/explain/{model}.png",
+            layout.model_figure("explain", "{model}"),
             caption="../report/explain_side_by_side.rst",
             category="4. Explanation",
             subcategory="Side by side",
@@ -122,23 +116,23 @@ rule explain_figure:
     wildcard_constraints:
         model=r"(fdg|ecd)/[A-Za-z0-9_]+",
     params:
-        sizes=SIZES_ARG,
+        grid=GRID_SPEC,
         dpi=FIGURE_DPI,
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/figures/explain/{model}.log",
+        layout.log("figures/explain", "{model}"),
     shell:
-        "python -m adtransfer explain-figure --results results --sizes {params.sizes:q} --model {wildcards.model:q}"
+        f"python -m adtransfer explain-figure --results {layout.ROOT} --grid {{params.grid:q}} --model {{wildcards.model:q}}"
         " --cache {input.cache:q} --dpi {params.dpi} --out {output:q} --log {log:q}"
 
 
 rule tsne:
     input:
-        "results/predictions/{model}.features.h5",
+        layout.features("{model}"),
     output:
         report(
-            "results/figures/tsne/{model}.png",
+            layout.model_figure("tsne", "{model}"),
             caption="../report/tsne.rst",
             category="4. Explanation",
             subcategory="t-SNE",
@@ -152,7 +146,7 @@ rule tsne:
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/figures/tsne/{model}.log",
+        layout.log("figures/tsne", "{model}"),
     shell:
         "python -m adtransfer figure tsne --features {input} --out {output} --title {params.title:q}"
         " --seed {params.seed} --perplexity {params.perplexity} --dpi {params.dpi} --log {log}"
@@ -160,27 +154,27 @@ rule tsne:
 
 rule explain_baseline:
     input:
-        model="results/models/roi/{model}/model.json",
-        cache=lambda wc: f"results/cache/{ROLE_COHORT[baseline_of(wc).role]}.h5",
+        model=layout.model_file("roi/{model}", "model.json"),
+        cache=cohort_files(layout.cache, baseline_of),
         truth=lambda wc: truth_of(f"roi/{wc.model}"),
     output:
-        summary="results/explain/roi/{model}/explain_summary.json",
-        table="results/explain/roi/{model}/coefficients.tsv",
-        nifti="results/explain/roi/{model}/coefficients.nii.gz",
+        summary=layout.explain("roi/{model}", "explain_summary.json"),
+        table=layout.explain("roi/{model}", "coefficients.tsv"),
+        nifti=layout.explain("roi/{model}", "coefficients.nii.gz"),
         png=report(
-            "results/figures/roi_coefficients/{model}.png",
+            layout.model_figure("roi_coefficients", "{model}"),
             caption="../report/roi_coefficients.rst",
             category="4. Explanation",
             subcategory="ROI baseline",
             labels={"model": "roi/{model}"},
         ),
     params:
-        out_dir=lambda wc, output: os.path.dirname(output.summary),
         truth=lambda wc, input: f"--truth {shlex.quote(input.truth[0])}" if input.truth else "",
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/explain/roi/{model}.log",
+        layout.log("explain/roi", "{model}"),
     shell:
         "python -m adtransfer explain-baseline --model {input.model} --cache {input.cache}"
-        " --out-dir {params.out_dir} --png {output.png} {params.truth} --log {log}"
+        " --summary {output.summary:q} --table {output.table:q} --nifti {output.nifti:q} --png {output.png:q}"
+        " {params.truth} --log {log}"

@@ -7,10 +7,7 @@ rule preprocess:
     input:
         scan=scan_of,
     output:
-        nii="results/preproc/{cohort}/{subject}.nii.gz",
-        sidecar="results/preproc/{cohort}/{subject}.json",
-        qc="results/preproc/{cohort}/{subject}.png",
-        registration_qc="results/preproc/{cohort}/registration/{subject}.png",
+        **{kind: layout.preprocessed("{cohort}", "{subject}", kind) for kind in ("nii", "sidecar", "qc", "registration_qc")},
     params:
         modality=lambda wc: config["cohorts"][wc.cohort]["modality"],
         space=lambda wc: space_of(wc.cohort),
@@ -22,9 +19,9 @@ rule preprocess:
     conda:
         "../../envs/data.yaml"
     log:
-        "results/logs/preprocess/{cohort}/{subject}.log",
+        layout.log("preprocess", "{cohort}/{subject}"),
     benchmark:
-        "results/benchmarks/preprocess/{cohort}/{subject}.tsv"
+        layout.benchmark("preprocess", "{cohort}/{subject}")
     shell:
         "python -m adtransfer preprocess --input {input.scan:q} --output {output.nii:q} --subject {wildcards.subject}"
         " --modality {params.modality} --space {params.space} --registration {params.registration:q}"
@@ -36,26 +33,26 @@ rule preprocess:
 
 rule registration_qc:
     input:
-        table="results/cohort/{cohort}.tsv",
-        sidecars=lambda wc: expand("results/preproc/{{cohort}}/{subject}.json", subject=subjects(wc.cohort)),
+        table=layout.cohort_table("{cohort}"),
+        sidecars=lambda wc: [layout.preprocessed(wc.cohort, s, "sidecar") for s in subjects(wc.cohort)],
     output:
         qc=report(
-            "results/qc/{cohort}/registration.tsv",
+            layout.registration_qc("{cohort}"),
             caption="../report/registration_qc.rst",
             category="0. Data quality",
             labels={"cohort": "{cohort}", "table": "registration QC"},
         ),
-        included="results/qc/{cohort}/registration_included.tsv",
+        included=layout.registration_qc("{cohort}", included=True),
     params:
-        preproc_dir=lambda wc, input: os.path.dirname(input.sidecars[0]),
+        preproc_dir=lambda wc: layout.preproc_dir(wc.cohort),
         min_similarity=REGISTRATION.get("min_similarity", 0.6),
         on_fail=REGISTRATION.get("on_fail", "exclude"),
     conda:
         "../../envs/data.yaml"
     log:
-        "results/logs/registration_qc/{cohort}.log",
+        layout.log("registration_qc", "{cohort}"),
     benchmark:
-        "results/benchmarks/registration_qc/{cohort}.tsv"
+        layout.benchmark("registration_qc", "{cohort}")
     shell:
         "python -m adtransfer registration-qc --table {input.table:q} --preproc-dir {params.preproc_dir:q}"
         " --min-similarity {params.min_similarity} --on-fail {params.on_fail} --out {output.qc:q}"

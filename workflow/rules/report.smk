@@ -9,50 +9,48 @@ rule tables:
         classifier_inputs(),
         mmse_inputs(),
         # validation metrics: the summary's "best" CNN is chosen on validation data
-        [f"results/models/{m}/metrics.json" for m, spec in MODELS.items() if spec.kind == "cnn" and spec.replicate == 0],
+        [layout.model_file(m, "metrics.json") for m in first_cnns()],
         # a synthetic cohort's ground truth: the summary says which kind of effect it has and what that implies
         truths=list(synthetic_truths().values()),
     output:
-        tables=expand("results/tables/{name}.{ext}", name=TABLES, ext=["tsv", "md"]),
-        summary_md="results/tables/summary.md",
+        tables=[layout.table(name, ext) for name in layout.TABLES for ext in ("tsv", "md")],
+        findings=layout.findings(),
     params:
-        sizes=SIZES_ARG,
-        replicates=N_REPLICATES,
-        init=INIT,
+        grid=GRID_SPEC,
+        tables=" ".join(f"--table {name} {quoted(layout.table(name), layout.table(name, 'md'))}" for name in layout.TABLES),
         comparisons=COMPARISONS,
         n_boot=EVAL.get("n_bootstrap", 1000),
         alpha=EVAL.get("alpha", 0.05),
         seed=config["seed"],
-        out_dir=lambda wc, output: os.path.dirname(output.summary_md),
-        truths=" ".join(f"--truth {r} {shlex.quote(p)}" for r, p in synthetic_truths().items()),
+        truths=" ".join(f"--truth {r} {quoted(p)}" for r, p in synthetic_truths().items()),
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/report/tables.log",
+        layout.log("report", "tables"),
     shell:
-        "python -m adtransfer tables --results results --sizes {params.sizes} --replicates {params.replicates}"
-        " --init {params.init:q} --comparisons {params.comparisons:q} --n-boot {params.n_boot} --seed {params.seed}"
-        " --alpha {params.alpha} --out-dir {params.out_dir} {params.truths} --log {log}"
+        f"python -m adtransfer tables --results {layout.ROOT} --grid {{params.grid:q}} {{params.tables}}"
+        " --findings {output.findings:q} --comparisons {params.comparisons:q} --n-boot {params.n_boot}"
+        " --seed {params.seed} --alpha {params.alpha} {params.truths} --log {log}"
 
 
 rule summary:
     input:
-        tables=expand("results/tables/{name}.tsv", name=TABLES),
-        findings="results/tables/summary.md",
+        tables=[layout.table(name) for name in layout.TABLES],
+        findings=layout.findings(),
         figures=list(SUMMARY_FIGURES.values()),
     output:
-        report("results/summary.html", caption="../report/summary.rst", category="1. Summary"),
+        report(layout.summary_page(), caption="../report/summary.rst", category="1. Summary"),
     params:
-        tables_dir=lambda wc, input: os.path.dirname(input.findings),
+        tables=" ".join(f"--table {name} {quoted(layout.table(name))}" for name in layout.TABLES),
         alpha=EVAL.get("alpha", 0.05),
-        figures=" ".join(f"--figure {shlex.quote(k)} {shlex.quote(v)}" for k, v in SUMMARY_FIGURES.items()),
+        figures=" ".join(f"--figure {quoted(k, v)}" for k, v in SUMMARY_FIGURES.items()),
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/report/summary.log",
+        layout.log("report", "summary"),
     shell:
-        "python -m adtransfer summary --tables-dir {params.tables_dir:q} --alpha {params.alpha} {params.figures}"
-        " --out {output:q} --log {log}"
+        "python -m adtransfer summary {params.tables} --findings {input.findings:q} --alpha {params.alpha}"
+        " {params.figures} --out {output:q} --log {log}"
 
 
 rule figure_roc:
@@ -60,7 +58,7 @@ rule figure_roc:
         lambda wc: classifier_inputs(wc.role),
     output:
         report(
-            "results/figures/roc_{role}.png",
+            layout.figure("roc_{role}"),
             caption="../report/roc.rst",
             category="2. Classification",
             labels={"figure": "ROC", "cohort": "{role}"},
@@ -68,17 +66,14 @@ rule figure_roc:
     wildcard_constraints:
         role="fdg|ecd",
     params:
-        sizes=SIZES_ARG,
+        grid=GRID_SPEC,
         dpi=FIGURE_DPI,
-        replicates=N_REPLICATES,
-        init=INIT,
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/report/roc_{role}.log",
+        layout.log("report", "roc_{role}"),
     shell:
-        "python -m adtransfer figure roc --role {wildcards.role} --results results --sizes {params.sizes}"
-        " --replicates {params.replicates} --init {params.init:q} --dpi {params.dpi} --out {output} --log {log}"
+        figure_shell("roc", "--role {wildcards.role}")
 
 
 rule figure_sample_size:
@@ -86,86 +81,73 @@ rule figure_sample_size:
         classifier_inputs(),
     output:
         report(
-            "results/figures/sample_size.png",
+            layout.figure("sample_size"),
             caption="../report/sample_size.rst",
             category="2. Classification",
             labels={"figure": "sample-size study", "cohort": "fdg and ecd"},
         ),
     params:
-        sizes=SIZES_ARG,
+        grid=GRID_SPEC,
         dpi=FIGURE_DPI,
-        replicates=N_REPLICATES,
-        init=INIT,
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/report/sample_size.log",
+        layout.log("report", "sample_size"),
     shell:
-        "python -m adtransfer figure sample-size --results results --sizes {params.sizes} --dpi {params.dpi}"
-        " --replicates {params.replicates} --init {params.init:q}"
-        " --out {output} --log {log}"
+        figure_shell("sample-size")
 
 
 rule figure_mmse:
     input:
         mmse_inputs(),
     output:
-        report("results/figures/mmse_scatter.png", caption="../report/mmse.rst", category="3. MMSE"),
+        report(layout.figure("mmse_scatter"), caption="../report/mmse.rst", category="3. MMSE"),
     params:
-        sizes=SIZES_ARG,
+        grid=GRID_SPEC,
         dpi=FIGURE_DPI,
-        replicates=N_REPLICATES,
-        init=INIT,
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/report/mmse.log",
+        layout.log("report", "mmse"),
     shell:
-        "python -m adtransfer figure mmse --results results --sizes {params.sizes} --dpi {params.dpi}"
-        " --replicates {params.replicates} --init {params.init:q}"
-        " --out {output} --log {log}"
+        figure_shell("mmse")
 
 
 rule figure_learning_curves:
     input:
-        [f"results/models/{m}/history.tsv" for m, spec in MODELS.items() if spec.kind == "cnn" and spec.replicate == 0],
+        [layout.model_file(m, "history.tsv") for m in first_cnns()],
     output:
-        report("results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="5. Training"),
+        report(layout.figure("learning_curves"), caption="../report/learning_curves.rst", category="5. Training"),
     params:
-        sizes=SIZES_ARG,
+        grid=GRID_SPEC,
         dpi=FIGURE_DPI,
-        replicates=N_REPLICATES,
-        init=INIT,
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/report/learning_curves.log",
+        layout.log("report", "learning_curves"),
     shell:
-        "python -m adtransfer figure learning --results results --sizes {params.sizes} --dpi {params.dpi}"
-        " --replicates {params.replicates} --init {params.init:q}"
-        " --out {output} --log {log}"
+        figure_shell("learning")
 
 
 rule explanations_table:
     input:
-        expand("results/explain/{model}/gradcam_summary.json", model=CNN_CLASSIFIERS),
-        expand("results/explain/{model}/occlusion_summary.json", model=CNN_CLASSIFIERS),
-        expand("results/explain/{model}/explain_summary.json", model=BASELINES),
+        [layout.explain(m, "gradcam_summary.json") for m in CNN_CLASSIFIERS],
+        [layout.explain(m, "occlusion_summary.json") for m in CNN_CLASSIFIERS],
+        [layout.explain(m, "explain_summary.json") for m in BASELINES],
     output:
         tsv=report(
-            "results/tables/explanations.tsv",
+            layout.table("explanations"),
             caption="../report/explanations.rst",
             category="4. Explanation",
             subcategory="Against the ground truth",
         ),
-        md="results/tables/explanations.md",
+        md=layout.table("explanations", "md"),
     params:
-        sizes=SIZES_ARG,
-        out_dir=lambda wc, output: os.path.dirname(output.md),
+        grid=GRID_SPEC,
     conda:
         "../../envs/report.yaml"
     log:
-        "results/logs/report/explanations.log",
+        layout.log("report", "explanations"),
     shell:
-        "python -m adtransfer explanations --results results --sizes {params.sizes}"
-        " --out-dir {params.out_dir} --log {log}"
+        f"python -m adtransfer explanations --results {layout.ROOT} --grid {{params.grid:q}}"
+        " --out {output.tsv:q} --markdown {output.md:q} --log {log}"

@@ -6,14 +6,14 @@ rule split:
         table=cohort_table_used,
         test_file=fixed_test_file,
     output:
-        "results/splits/{cohort}.tsv",
+        layout.splits("{cohort}"),
     params:
         args=lambda wc: split_args(wc.cohort),
     conda:
         "../../envs/data.yaml"
     log:
-        "results/logs/split/{cohort}.log",
+        layout.log("split", "{cohort}"),
     benchmark:
-        "results/benchmarks/split/{cohort}.tsv"
+        layout.benchmark("split", "{cohort}")
     shell:
         "python -m adtransfer split --table {input.table} --out {output} {params.args} --log {log}"

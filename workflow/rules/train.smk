@@ -8,7 +8,7 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        **model_files("results/models/{model}"),
+        **{key: layout.model_file("{model}", file) for key, file in TRAINED_FILES.items()},
     wildcard_constraints:
         model=CNN_PATTERN,
     params:
@@ -16,7 +16,7 @@ rule train:
         settings=lambda wc: train_settings(MODELS[wc.model]),
         pretrained=lambda wc, input: ["--pretrained", input.pretrained] if "pretrained" in input.keys() else [],
         # resume files kept across a killed job (not an output: Snakemake would delete them before the rerun)
-        work=lambda wc, output: os.path.join(os.path.dirname(output["model.keras"]), "work"),
+        work=lambda wc: layout.training_work(wc.model),
     threads: TRAIN_THREADS
     resources:
         gpu=1,
@@ -26,11 +26,11 @@ rule train:
     conda:
         "../../envs/train.yaml"
     log:
-        "results/logs/train/{model}.log",
+        layout.log("train", "{model}"),
     benchmark:
-        "results/benchmarks/train/{model}.tsv"
+        layout.benchmark("train", "{model}")
     shell:
         "python -m adtransfer train --cache {input.cache:q} --splits {input.splits:q} --set {params.set:q}"
-        " {params.pretrained:q} --model-out {output[model.keras]:q} --history-out {output[history.tsv]:q}"
-        " --metrics-out {output[metrics.json]:q} --work-dir {params.work:q} --settings {params.settings:q}"
+        " {params.pretrained:q} --model-out {output.model:q} --history-out {output.history:q}"
+        " --metrics-out {output.metrics:q} --work-dir {params.work:q} --settings {params.settings:q}"
         " --threads {threads} --log {log:q}"

@@ -26,9 +26,10 @@ from adtransfer.results.evaluate import MOSAIC_COLUMNS, write_predictions
 log = logging.getLogger("adtransfer")
 
 
-def model_settings(model_dir: str | os.PathLike) -> dict:
-    """What prediction needs from training: task, intensity mapping and batch size (from metrics.json)."""
-    path = Path(model_dir) / "metrics.json"
+def model_settings(metrics: str | os.PathLike) -> dict:
+    """What prediction needs from training: task, intensity mapping and batch size (from the training job's
+    metrics.json)."""
+    path = Path(metrics)
     try:
         settings = json.loads(path.read_text())["settings"]
     except (OSError, KeyError, json.JSONDecodeError) as exc:
@@ -40,19 +41,21 @@ def model_settings(model_dir: str | os.PathLike) -> dict:
     }
 
 
-def load_trained(model_dir: str | os.PathLike, threads: int = 2):
-    """A trained model (TensorFlow set up for this job) and the settings prediction needs."""
+def load_trained(model: str | os.PathLike, metrics: str | os.PathLike, threads: int = 2):
+    """A trained model (model.keras; TensorFlow set up for this job) and the settings prediction needs (from its
+    training metrics.json)."""
     from adtransfer.learning.train import configure_tensorflow
 
-    settings = model_settings(model_dir)
+    settings = model_settings(metrics)
     configure_tensorflow(0, threads)
     import keras
 
-    return keras.saving.load_model(Path(model_dir) / "model.keras", compile=False, safe_mode=True), settings
+    return keras.saving.load_model(Path(model), compile=False, safe_mode=True), settings
 
 
 def predict_cohort(
-    model_dir: str | os.PathLike,
+    model: str | os.PathLike,
+    metrics: str | os.PathLike,
     cache: str | os.PathLike,
     splits_path: str | os.PathLike,
     set_column: str,
@@ -65,7 +68,7 @@ def predict_cohort(
 
     from adtransfer.learning.model import FC_FEATURES_LAYER
 
-    net, settings = load_trained(model_dir, threads)
+    net, settings = load_trained(model, metrics, threads)
     # one pass gives both the prediction and the FC features
     probe = keras.Model(net.input, [net.output, net.get_layer(FC_FEATURES_LAYER).output])
     member = split_membership(read_splits(splits_path), set_column)
@@ -109,6 +112,6 @@ def predict_cohort(
         "predicted %d subjects (%s) with %s",
         n,
         ", ".join(f"{k or 'unused'} {v}" for k, v in pred["split"].value_counts().items()),
-        model_dir,
+        model,
     )
     return pred

@@ -120,7 +120,9 @@ def ranked_regions(params: dict) -> pd.DataFrame:
 def explain_baseline(
     params: dict,
     crop_grid,
-    out_dir: str | os.PathLike,
+    summary_json: str | os.PathLike,
+    table_tsv: str | os.PathLike,
+    nifti: str | os.PathLike,
     png: str | os.PathLike,
     truth_json: str | os.PathLike | None = None,
 ) -> dict:
@@ -141,10 +143,9 @@ def explain_baseline(
     for idx, name in zip(table["index"], table["name"], strict=True):
         lut[idx] = coef.get(name, 0.0)
     crop_map = lut[labels]
-    out = Path(out_dir)
-    save_nifti(nib.Nifti1Image(uncrop(crop_map, MNI_2MM, crop_grid), MNI_2MM.affine), out / "coefficients.nii.gz")
+    save_nifti(nib.Nifti1Image(uncrop(crop_map, MNI_2MM, crop_grid), MNI_2MM.affine), nifti)
     ranked = ranked_regions(params)
-    with atomic_output(out / "coefficients.tsv") as tmp:
+    with atomic_output(table_tsv) as tmp:
         ranked.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
     gm = crop(load_templates().gm, MNI_2MM, crop_grid)
     toward = "blue: lower uptake -> AD" if params["task"] == "classify" else "red: lower uptake -> lower MMSE"
@@ -163,5 +164,5 @@ def explain_baseline(
         toward_disease = crop_map if params["task"] == "mmse" else -crop_map
         scores = truth_scores(toward_disease, ranked["region"].tolist(), truth_json, crop_grid)
         summary["ground_truth"] = {**scores["top_regions"], **scores}
-    write_text(out / "explain_summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text(summary_json, json.dumps(summary, indent=2) + "\n")
     return summary

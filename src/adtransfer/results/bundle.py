@@ -65,8 +65,10 @@ def training_counts(cache: str | os.PathLike, splits: pd.DataFrame, set_column: 
 
 
 def build_manifest(
-    model_dir: str | os.PathLike,
     name: str,
+    model: str | os.PathLike,
+    metrics_json: str | os.PathLike,
+    *,
     test_metrics: str | os.PathLike,
     cache: str | os.PathLike,
     splits: str | os.PathLike,
@@ -76,8 +78,8 @@ def build_manifest(
     synthetic: bool = False,
 ) -> dict:
     """The manifest of one trained CNN, from the files the workflow wrote for it (nothing retyped)."""
-    model_dir = Path(model_dir)
-    metrics = _read_json(model_dir / "metrics.json", "the model's training metrics")
+    model = Path(model)
+    metrics = _read_json(metrics_json, "the model's training metrics")
     settings = metrics["settings"]
     sidecar = _read_json(preproc_sidecar, "a preprocessing sidecar")
     with h5py.File(cache, "r") as h5:
@@ -122,7 +124,7 @@ def build_manifest(
         "test_metrics": tested,
         "parent_model": parent or None,
         "gradcam_layer": gradcam_layer,
-        "model_file": {"name": "model.keras", "sha256": sha256_file(model_dir / "model.keras")},
+        "model_file": {"name": model.name, "sha256": sha256_file(model)},
         "cache": {
             "cohort": cohort,
             "sha256": sha256_file(cache),
@@ -135,7 +137,7 @@ def build_manifest(
         },
         "synthetic_data": bool(synthetic),
     }
-    validate_manifest(manifest, f"{model_dir / MANIFEST}")
+    validate_manifest(manifest, f"{model.parent / MANIFEST}")
     return manifest
 
 
@@ -172,11 +174,10 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
     return manifest
 
 
-def write_bundle(manifest: dict, model_dir: str | os.PathLike) -> None:
+def write_bundle(manifest: dict, manifest_json: str | os.PathLike, model_card_md: str | os.PathLike) -> None:
     """manifest.json and MODEL_CARD.md in the model folder, each written to a temporary name and renamed."""
-    model_dir = Path(model_dir)
-    write_text(model_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    write_text(model_dir / MODEL_CARD, model_card(manifest))
+    write_text(manifest_json, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_text(model_card_md, model_card(manifest))
 
 
 # --- the model card ------------------------------------------------------------------------------------

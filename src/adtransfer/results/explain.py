@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import h5py
 import nibabel as nib
@@ -171,11 +170,14 @@ def class_volumes(maps: np.ndarray, labels: np.ndarray, crop_grid: Grid) -> dict
 
 
 def run_gradcam(
-    model_dir: str | os.PathLike,
+    model: str | os.PathLike,
+    metrics: str | os.PathLike,
     cache: str | os.PathLike,
     predictions: str | os.PathLike,
     layer: str,
-    out_dir: str | os.PathLike,
+    summary_json: str | os.PathLike,
+    regions_tsv: str | os.PathLike,
+    map_files: dict[str, str | os.PathLike],
     examples_png: str | os.PathLike,
     means_png: str | os.PathLike,
     truth_json: str | os.PathLike | None = None,
@@ -184,28 +186,28 @@ def run_gradcam(
     score_layers: list[str] | tuple[str, ...] = (),
 ) -> dict:
     """Grad-CAM of every AD and NC test subject (each for its true class): example overlays, mean maps per
-    class on the mosaics and in 3D (NIfTI on the MNI grid), a region table, and the ground-truth check of
-    `layer` and of every layer in `score_layers` (scores only: the figures and maps are `layer`'s)."""
+    class on the mosaics and in 3D (`map_files`: class -> NIfTI on the MNI grid), a region table, and the
+    ground-truth check of `layer` and of every layer in `score_layers` (scores only: the figures and maps are
+    `layer`'s)."""
     from adtransfer.imaging.templates import MNI_2MM
     from adtransfer.io import save_nifti
     from adtransfer.learning.predict import load_trained
     from adtransfer.results.figures import overlay_rows
 
-    net, settings = load_trained(model_dir, threads)
+    net, settings = load_trained(model, metrics, threads)
     layers = [layer] + [name for name in score_layers if name != layer]
     for name in layers:
         try:
             net.get_layer(name)
         except ValueError:
             raise InputError(
-                f"{model_dir}: no layer {name!r} for Grad-CAM (explain.gradcam_layer / gradcam_score_layers)"
+                f"{model}: no layer {name!r} for Grad-CAM (explain.gradcam_layer / gradcam_score_layers)"
             ) from None
     test, mosaics, attrs = load_test_mosaics(cache, predictions)
     n, k, size, _ = mosaics.shape
     labels = test["target"].to_numpy(int)
     x = scale(mosaics.reshape(-1, size, size, 1), settings["intensity_range"])
     crop_grid = crop_grid_of(attrs)
-    out = Path(out_dir)
     summary: dict = {
         "layer": layer,
         "mosaic_size": size,
@@ -229,15 +231,15 @@ def run_gradcam(
     tables = []
     for name, crop_vol in main_volumes.items():
         mni_vol = uncrop(crop_vol, MNI_2MM, crop_grid)
-        save_nifti(nib.Nifti1Image(mni_vol.astype(np.float32), MNI_2MM.affine), out / f"gradcam_{name}.nii.gz")
+        save_nifti(nib.Nifti1Image(mni_vol.astype(np.float32), MNI_2MM.affine), map_files[name])
         tables.append(region_table(crop_vol, crop_grid, f"gradcam_{name}").set_index(["region", "voxels"]))
     regions = pd.concat(tables, axis=1).reset_index()
     regions = regions.sort_values(regions.columns[2], ascending=False, kind="stable")
-    with atomic_output(out / "gradcam_regions.tsv") as tmp:
+    with atomic_output(regions_tsv) as tmp:
         regions.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
     if "ground_truth" in summary["layers"][layer]:
         summary["ground_truth"] = summary["layers"][layer]["ground_truth"]
-    write_text(out / "gradcam_summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text(summary_json, json.dumps(summary, indent=2) + "\n")
 
     # figures: example subjects of each class (first ids, deterministic), then the class means; maps shown
     # tile by tile at the mosaic's size

@@ -178,12 +178,15 @@ def select_subjects(member: np.ndarray, labels: np.ndarray, classes: Sequence[st
 
 
 def run_occlusion(
-    model_dir: str | os.PathLike,
+    model: str | os.PathLike,
+    metrics: str | os.PathLike,
     cache: str | os.PathLike,
     splits_path: str | os.PathLike,
     set_column: str,
     preproc_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    summary_json: str | os.PathLike,
+    regions_tsv: str | os.PathLike,
+    nifti: str | os.PathLike,
     png: str | os.PathLike,
     truth_json: str | os.PathLike | None = None,
     classes: Sequence[str] = ("AD",),
@@ -227,9 +230,9 @@ def run_occlusion(
 
     labels, inventory = region_inventory(crop_grid)
     measured = inventory[inventory["measurable"]]
-    net, settings = load_trained(model_dir, threads)
+    net, settings = load_trained(model, metrics, threads)
     if settings["task"] != "classify":
-        raise InputError(f"{model_dir}: occlusion needs a classifier (P(AD)); this model's task is {settings['task']}")
+        raise InputError(f"{model}: occlusion needs a classifier (P(AD)); this model's task is {settings['task']}")
     batch = settings["batch_size"]
 
     def predict(mosaics: np.ndarray) -> np.ndarray:  # predict_on_batch: no tf.data pipeline built per call
@@ -244,7 +247,7 @@ def run_occlusion(
     n_images = len(volumes) * 3 * (len(measured) + 1)
     log.info(
         "occlusion %s: %d subjects x %d regions x 3 mosaics = %d images in %.1f s (%.1f images/s)",
-        model_dir,
+        model,
         len(volumes),
         len(measured),
         n_images,
@@ -253,14 +256,13 @@ def run_occlusion(
     )
 
     table = ranked_table(inventory, drops, targets, classes)
-    out = Path(out_dir)
-    with atomic_output(out / "occlusion_regions.tsv") as tmp:
+    with atomic_output(regions_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
     by_index = inventory.merge(table[["region", "drop_AD"]], on="region", how="left")
     crop_map = region_map(labels, by_index, by_index["drop_AD"])
     save_nifti(
         nib.Nifti1Image(uncrop(crop_map, MNI_2MM, crop_grid, fill=np.nan), MNI_2MM.affine),
-        out / "occlusion_AD.nii.gz",
+        nifti,
     )
     gm = crop(load_templates().gm, MNI_2MM, crop_grid)
     brain_map_figure(
@@ -288,5 +290,5 @@ def run_occlusion(
     if truth_json:
         ranked = table.loc[table["measurable"], "region"].tolist()
         summary["ground_truth"] = truth_scores(crop_map, ranked, truth_json, crop_grid)
-    write_text(out / "occlusion_summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text(summary_json, json.dumps(summary, indent=2) + "\n")
     return summary

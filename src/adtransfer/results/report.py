@@ -1,7 +1,7 @@
 """The results tree's summary: Tables 3-4 (CNNs and ROI baselines), the pre-specified comparisons (Holm within each
 family, paired bootstrap CIs), the replicates, the MMSE table, the one-page summary, and the figures built from
-predictions and metrics. Files are found by the catalog's naming convention under one results folder.
-No TensorFlow.
+predictions and metrics. Files are found under one results folder by adtransfer.layout, the grid is the catalog's
+of a `grid_spec` (what the workflow passes as --grid). No TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from adtransfer.catalog import Model, comparisons, grid
+from adtransfer import layout
+from adtransfer.catalog import Model, comparisons, grid_from_spec
 from adtransfer.errors import InputError
 from adtransfer.io import atomic_output, write_text
 from adtransfer.results import figures
@@ -37,9 +38,10 @@ class Results:
     """Predictions and metrics of the model grid under a results folder. `models` is replicate 0 of every model
     (the tables' rows, explanations); `replicas(m)` gives all replicates of one."""
 
-    def __init__(self, root: str | os.PathLike, sizes: list[int], replicates: int = 1, init: str = "random"):
+    def __init__(self, root: str | os.PathLike, spec: dict | str):
+        """spec: the grid's `catalog.grid_spec` (a dict or its JSON text)."""
         self.root = Path(root)
-        self.catalog = grid(sizes, replicates, init)
+        self.catalog = grid_from_spec(spec)
         self.models = [m for m in self.catalog if m.replicate == 0]
         self.by_name = {m.name: m for m in self.catalog}
 
@@ -49,15 +51,19 @@ class Results:
     def replicas(self, m: Model) -> list[Model]:
         return sorted((x for x in self.catalog if x.first == m.name), key=lambda x: x.replicate)
 
+    def path(self, func, *args) -> Path:
+        """A file of this results tree: path(layout.predictions, "fdg/n100")."""
+        return Path(func(*args, root=str(self.root)))
+
     def predictions(self, m: Model) -> pd.DataFrame:
-        return read_predictions(self.root / "predictions" / f"{m.name}.tsv")
+        return read_predictions(self.path(layout.predictions, m.name))
 
     def metrics(self, m: Model) -> dict:
-        return json.loads((self.root / "metrics" / f"{m.name}.json").read_text())
+        return json.loads(self.path(layout.test_metrics, m.name).read_text())
 
     def validation(self, m: Model) -> dict:
         """The training job's validation metrics (results/models/{m}/metrics.json); {} for ROI baselines."""
-        path = self.root / "models" / m.name / "metrics.json"
+        path = self.path(layout.model_file, m.name, "metrics.json")
         return json.loads(path.read_text()) if m.kind == "cnn" and path.exists() else {}
 
     def test_scores(self, m: Model) -> pd.DataFrame:
@@ -263,7 +269,7 @@ def mmse_table(res: Results) -> pd.DataFrame:
                     continue
                 if "pearson_r2" not in s:
                     raise InputError(
-                        f"{res.root / 'metrics' / m.name}.json: written by an older adtransfer (no Pearson r² / "
+                        f"{res.path(layout.test_metrics, m.name)}: written by an older adtransfer (no Pearson r² / "
                         "coefficient of determination); recompute it: snakemake --forcerun evaluate"
                     )
                 row.update(
@@ -289,10 +295,11 @@ def _shown(df: pd.DataFrame) -> pd.DataFrame:
     return shown.astype(object).where(shown.notna(), "")  # empty cells, not "nan" or "None"
 
 
-def write_table(df: pd.DataFrame, out_dir: Path, name: str) -> None:
-    with atomic_output(out_dir / f"{name}.tsv") as tmp:
+def write_table(df: pd.DataFrame, tsv: str | os.PathLike, md: str | os.PathLike) -> None:
+    """A table for machines (TSV) and for people (Markdown)."""
+    with atomic_output(tsv) as tmp:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    write_text(out_dir / f"{name}.md", _shown(df).to_markdown(index=False, floatfmt=".3g", missingval="") + "\n")
+    write_text(md, _shown(df).to_markdown(index=False, floatfmt=".3g", missingval="") + "\n")
 
 
 # --- the summary: what the statistics say, stated plainly -----------------------------------------------
@@ -497,64 +504,53 @@ def synthetic_sentences(truths: dict[str, str | os.PathLike] | None) -> list[str
 
 def write_tables(
     results_dir: str | os.PathLike,
-    sizes: list[int],
-    out_dir: str | os.PathLike,
-    summary_path: str | os.PathLike | None = None,
-    replicates: int = 1,
-    init: str = "random",
+    spec: dict | str,
+    tables: dict[str, tuple[str | os.PathLike, str | os.PathLike]],
+    findings_path: str | os.PathLike,
     comparison_spec: dict | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
-    figure_paths: dict[str, str | os.PathLike] | None = None,
     truths: dict[str, str | os.PathLike] | None = None,
 ) -> list[str]:
-    """Every table (TSV and Markdown) and the findings (summary.md) under out_dir; with `summary_path` also the
-    summary page (as `write_summary_page`). `truths`: cohort role -> ground_truth.json of a synthetic cohort."""
-    res = Results(results_dir, sizes, replicates, init)
-    out = Path(out_dir)
+    """Every table (name -> its TSV and Markdown file, each of layout.TABLES) and the findings (a Markdown list)
+    of the grid `spec` under results_dir. `truths`: cohort role -> ground_truth.json of a synthetic cohort."""
+    missing = [name for name in layout.TABLES if name not in tables]
+    if missing:
+        raise ValueError(f"no output file given for table(s) {', '.join(missing)}")
+    res = Results(results_dir, spec)
     comps = comparison_table(res, comparison_spec, n_boot, seed, alpha)
-    tables = classification_tables(res, comps)
     reps = transfer_replicates(res)
     mmse = mmse_table(res)
-    for name, df in {**tables, "comparisons": comps, "replicates": reps, "mmse": mmse}.items():
-        write_table(df, out, name)
+    written = {**classification_tables(res, comps), "comparisons": comps, "replicates": reps, "mmse": mmse}
+    for name, df in written.items():
+        write_table(df, *tables[name])
     sentences = summary_sentences(res, comps, reps, mmse, alpha) + synthetic_sentences(truths)
-    write_text(out / "summary.md", "\n".join(f"- {s}" for s in sentences) + "\n")
-    if summary_path is not None:
-        write_summary_page(out, summary_path, figure_paths, alpha)
+    write_text(findings_path, "\n".join(f"- {s}" for s in sentences) + "\n")
     return sentences
 
 
 def write_summary_page(
-    tables_dir: str | os.PathLike,
+    tables: dict[str, str | os.PathLike],
+    findings_path: str | os.PathLike,
     summary_path: str | os.PathLike,
     figure_paths: dict[str, str | os.PathLike] | None = None,
     alpha: float = 0.05,
 ) -> None:
-    """The one-page result from the written tables and findings (summary.md) and the figures: its own step, so a
-    figure setting redraws the figures and this page, not the tables."""
-    folder = Path(tables_dir)
-    sentences = [ln[2:] for ln in (folder / "summary.md").read_text().splitlines() if ln.startswith("- ")]
-    tables = {title: pd.read_csv(folder / f"{name}.tsv", sep="\t") for name, title in SUMMARY_TABLES.items()}
+    """The one-page result from the written tables (name -> TSV, each of SUMMARY_TABLES), the findings and the
+    figures: its own step, so a figure setting redraws the figures and this page, not the tables."""
+    findings = Path(findings_path).read_text().splitlines()
+    sentences = [ln[2:] for ln in findings if ln.startswith("- ")]
+    shown = {title: pd.read_csv(tables[name], sep="\t") for name, title in SUMMARY_TABLES.items()}
     figs = {k: Path(v) for k, v in (figure_paths or {}).items() if Path(v).exists()}
-    write_text(summary_path, summary_html(sentences, tables, figs, alpha))
+    write_text(summary_path, summary_html(sentences, shown, figs, alpha))
 
 
-# --- figures -------------------------------------------------------------------------------------------
+# --- figures: each takes the Results of a grid, the PNG and its dpi ------------------------------------
 
 
-def roc_curves(
-    results_dir: str | os.PathLike,
-    sizes: list[int],
-    role: str,
-    path: str | os.PathLike,
-    dpi: int = 120,
-    replicates: int = 1,
-    init: str = "random",
-) -> None:
+def roc_curves(res: Results, path: str | os.PathLike, dpi: int = 120, role: str = "ecd") -> None:
     """ROC curves of replicate 0 of every classifier of one cohort."""
-    res = Results(results_dir, sizes, replicates, init)
     curves = []
     for m in res.select(role):
         test, auc = res.test_scores(m), res.metrics(m)["auc"]["ensemble"]
@@ -571,17 +567,9 @@ def roc_curves(
     figures.roc_figure(curves, path, title, dpi)
 
 
-def sample_size(
-    results_dir: str | os.PathLike,
-    sizes: list[int],
-    path: str | os.PathLike,
-    dpi: int = 120,
-    replicates: int = 1,
-    init: str = "random",
-) -> None:
+def sample_size(res: Results, path: str | os.PathLike, dpi: int = 120) -> None:
     """Test AUC against the FDG pre-training size: replicate 0 with its bootstrap CI, and every replicate's AUC
     (their spread) where the stage is replicated; the ECD models without FDG stage as horizontal references."""
-    res = Results(results_dir, sizes, replicates, init)
     series = {
         ("fdg", "cnn"): "FDG PET, Inception v3",
         ("fdg", "roi"): "FDG PET, ROI logistic",
@@ -607,53 +595,33 @@ def sample_size(
     figures.sample_size_figure(pd.DataFrame(points), refs, path, dpi)
 
 
-def mmse_scatter(
-    results_dir: str | os.PathLike,
-    sizes: list[int],
-    path: str | os.PathLike,
-    dpi: int = 120,
-    replicates: int = 1,
-    init: str = "random",
-) -> None:
-    res = Results(results_dir, sizes, replicates, init)
+def mmse_scatter(res: Results, path: str | os.PathLike, dpi: int = 120) -> None:
     panels = [
         (m.label, res.predictions(m), res.metrics(m)) for role in ("fdg", "ecd") for m in res.select(role, task="mmse")
     ]
     figures.mmse_scatter(panels, path, dpi)
 
 
-def learning_curves(
-    results_dir: str | os.PathLike,
-    sizes: list[int],
-    path: str | os.PathLike,
-    dpi: int = 120,
-    replicates: int = 1,
-    init: str = "random",
-) -> None:
+def learning_curves(res: Results, path: str | os.PathLike, dpi: int = 120) -> None:
     """Loss and metric per epoch of replicate 0 of every CNN."""
-    res = Results(results_dir, sizes, replicates, init)
     histories = {
-        m.label: pd.read_csv(res.root / "models" / m.name / "history.tsv", sep="\t")
+        m.label: pd.read_csv(res.path(layout.model_file, m.name, "history.tsv"), sep="\t")
         for m in res.models
         if m.kind == "cnn"
     }
     figures.learning_curves(histories, path, dpi)
 
 
-def tsne(
-    features_h5: str | os.PathLike,
-    path: str | os.PathLike,
-    title: str,
-    seed: int = 0,
-    perplexity: float = 30.0,
-    dpi: int = 120,
-) -> None:
-    """t-SNE of each subject's FC features (mean over its three mosaics)."""
+GRID_FIGURES = {"roc": roc_curves, "sample-size": sample_size, "mmse": mmse_scatter, "learning": learning_curves}
+
+
+def tsne(features_h5: str | os.PathLike, path: str | os.PathLike, title: str, **options) -> None:
+    """t-SNE of each subject's FC features (mean over its three mosaics); options: seed, perplexity, dpi."""
     with h5py.File(features_h5, "r") as h5:
         feats = h5["features"][()].mean(axis=1)
         diagnosis = h5["diagnosis"].asstr()[()]
         split = h5["split"].asstr()[()]
-    figures.tsne_figure(feats, np.asarray(diagnosis), np.asarray(split), path, title, seed, perplexity, dpi)
+    figures.tsne_figure(feats, np.asarray(diagnosis), np.asarray(split), path, title, **options)
 
 
 def _truth_columns(truth: dict) -> dict:
@@ -672,18 +640,16 @@ def _map_text(map_size: int, mosaic_size: int | None) -> str:
     return text
 
 
-def explanation_table(results_dir: str | os.PathLike, sizes: list[int]) -> pd.DataFrame:
+def explanation_table(res: Results) -> pd.DataFrame:
     """Every explanation of every model, scored the same way against a synthetic cohort's ground truth: Grad-CAM
     of each CNN classifier per scored layer, its region occlusion, and each ROI baseline's coefficients. "mass in
     altered regions / chance" is the map's share inside the altered regions over their share of the brain (1 =
     chance); "altered among top 10 regions" counts the altered regions among the ten ranked first."""
-    res = Results(results_dir, sizes)
     rows = []
     for m in res.models:
-        folder = res.root / "explain" / m.name
         base = {"model": m.label, "task": m.task}
         if m.kind == "cnn" and m.classify:
-            s = json.loads((folder / "gradcam_summary.json").read_text())
+            s = json.loads(res.path(layout.explain, m.name, "gradcam_summary.json").read_text())
             layers = s.get("layers") or {
                 s["layer"]: {"map_size": s["map_size"], "ground_truth": s.get("ground_truth", {})}
             }
@@ -697,7 +663,7 @@ def explanation_table(results_dir: str | os.PathLike, sizes: list[int]) -> pd.Da
                         **_truth_columns(entry.get("ground_truth", {})),
                     }
                 )
-            occlusion = folder / "occlusion_summary.json"
+            occlusion = res.path(layout.explain, m.name, "occlusion_summary.json")
             if occlusion.exists():
                 o = json.loads(occlusion.read_text())
                 rows.append(
@@ -710,7 +676,7 @@ def explanation_table(results_dir: str | os.PathLike, sizes: list[int]) -> pd.Da
                     }
                 )
         elif m.kind == "roi":
-            s = json.loads((folder / "explain_summary.json").read_text())
+            s = json.loads(res.path(layout.explain, m.name, "explain_summary.json").read_text())
             rows.append(
                 {
                     **base,
@@ -729,14 +695,7 @@ def matching_baseline(res: Results, m: Model) -> Model:
     )
 
 
-def explanation_figure(
-    results_dir: str | os.PathLike,
-    sizes: list[int],
-    model: str,
-    cache: str | os.PathLike,
-    path: str | os.PathLike,
-    dpi: int = 120,
-) -> None:
+def explanation_figure(res: Results, model: str, cache: str | os.PathLike, path: str | os.PathLike, dpi=120) -> None:
     """Grad-CAM (mean AD map), region occlusion and the matching ROI baseline's coefficients of one model, side
     by side on the grey-matter template, each map in the direction of AD and scaled to its own maximum."""
     import nibabel as nib
@@ -745,7 +704,6 @@ def explanation_figure(
     from adtransfer.imaging.grid import crop
     from adtransfer.imaging.templates import MNI_2MM, load_templates
 
-    res = Results(results_dir, sizes)
     m = next(x for x in res.models if x.name == model)
     roi = matching_baseline(res, m)
     with h5py.File(cache, "r") as h5:
@@ -754,17 +712,19 @@ def explanation_figure(
     def volume(path: Path) -> np.ndarray:
         return crop(np.asarray(nib.load(str(path)).dataobj, np.float32), MNI_2MM, crop_grid)
 
-    folder = res.root / "explain"
-    g = json.loads((folder / m.name / "gradcam_summary.json").read_text())
-    o = json.loads((folder / m.name / "occlusion_summary.json").read_text())
+    def explained(name: str, file: str) -> Path:
+        return res.path(layout.explain, name, file)
+
+    g = json.loads(explained(m.name, "gradcam_summary.json").read_text())
+    o = json.loads(explained(m.name, "occlusion_summary.json").read_text())
     size = g["map_size"][0]
     panels = [
-        (f"Grad-CAM {g['layer']} ({size}x{size}), mean AD test map", volume(folder / m.name / "gradcam_AD.nii.gz")),
+        (f"Grad-CAM {g['layer']} ({size}x{size}), mean AD test map", volume(explained(m.name, "gradcam_AD.nii.gz"))),
         (
             f"region occlusion: drop in P(AD), {o['n_test'].get('AD', 0)} AD test subjects",
-            volume(folder / m.name / "occlusion_AD.nii.gz"),
+            volume(explained(m.name, "occlusion_AD.nii.gz")),
         ),
-        (f"{roi.label}: -coefficient (lower uptake -> AD)", -volume(folder / roi.name / "coefficients.nii.gz")),
+        (f"{roi.label}: -coefficient (lower uptake -> AD)", -volume(explained(roi.name, "coefficients.nii.gz"))),
     ]
     gm = crop(load_templates().gm, MNI_2MM, crop_grid)
     figures.explanation_panels(panels, gm, path, f"What {m.label} looks at, three ways", dpi)
