@@ -78,31 +78,21 @@ class ModalityModel:
         return modalities.get(self.modality).fwhm_mm
 
 
+# The cohorts' people: age (mean, SD) and fraction female per class, as the paper's Table 1 reports them
+FDG_PEOPLE = {"NC": ((76.3, 5.8), 263 / 629), "AD": ((76.2, 7.5), 253 / 638), "MCI": ((75.9, 7.8), 236 / 654)}
+ECD_PEOPLE = {"NC": ((67.0, 8.5), 88 / 134), "AD": ((74.4, 7.0), 58 / 113), "MCI": ((71.0, 8.0), 0.55)}
+
+
+def _people(table: dict) -> dict[str, Demographics]:
+    return {cls: Demographics(age, female) for cls, (age, female) in table.items()}
+
+
 MODALITIES: dict[str, ModalityModel] = {
-    "fdg_pet": ModalityModel(
-        modality="fdg_pet",
-        noise=0.05,
-        effect=0.19,
-        unit=8000.0,
-        n_sites=5,
-        demographics={
-            "NC": Demographics((76.3, 5.8), 263 / 629),
-            "AD": Demographics((76.2, 7.5), 253 / 638),
-            "MCI": Demographics((75.9, 7.8), 236 / 654),
-        },
-    ),
-    "ecd_spect": ModalityModel(
-        modality="ecd_spect",
-        noise=0.06,
-        effect=0.18,
-        unit=300.0,
-        n_sites=4,
-        demographics={
-            "NC": Demographics((67.0, 8.5), 88 / 134),
-            "AD": Demographics((74.4, 7.0), 58 / 113),
-            "MCI": Demographics((71.0, 8.0), 0.55),
-        },
-    ),
+    m.modality: m
+    for m in (
+        ModalityModel("fdg_pet", noise=0.05, effect=0.19, unit=8000.0, n_sites=5, demographics=_people(FDG_PEOPLE)),
+        ModalityModel("ecd_spect", noise=0.06, effect=0.18, unit=300.0, n_sites=4, demographics=_people(ECD_PEOPLE)),
+    )
 }
 
 
