@@ -11,6 +11,9 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
+# `splits: null` in a config (it overrides the default's section): the data stages only, no training grid
+if "splits" in config and config["splits"] is None:
+    del config["splits"]
 validate(config, "src/adtransfer/schemas/config.schema.yaml")
 
 

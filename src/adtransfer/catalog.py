@@ -176,7 +176,8 @@ DEFAULT_COMPARISONS = {
 }
 
 
-def _roi_of(m: Model, models: list[Model]) -> Model:
+def matching_baseline(m: Model, models: list[Model]) -> Model:
+    """The ROI baseline trained on the same subjects as a CNN: same cohort role, task and split column."""
     return next(
         r for r in models if r.kind == "roi" and r.role == m.role and r.task == m.task and r.set_column == m.set_column
     )
@@ -189,12 +190,13 @@ def comparisons(spec: dict | None, models: list[Model]) -> dict[str, list[tuple[
     first = [m for m in models if m.replicate == 0]
     names = {m.name: m for m in first}
     sizes = sorted({m.size for m in first if m.size is not None})
+    cnns = [m for m in first if m.kind == "cnn"]
     rules = {
         "transfer_largest": [(f"ecd/from_fdg_n{sizes[-1]}", "ecd/scratch")] if sizes else [],
         "transfer_each": [(f"ecd/from_fdg_n{s}", "ecd/scratch") for s in sizes],
-        "cnn_vs_roi": [(m.name, _roi_of(m, first).name) for m in first if m.kind == "cnn" and m.classify],
+        "cnn_vs_roi": [(m.name, matching_baseline(m, first).name) for m in cnns if m.classify],
         "adjacent_sizes": [(f"fdg/n{b}", f"fdg/n{a}") for a, b in zip(sizes, sizes[1:], strict=False)],
-        "mmse_cnn_vs_roi": [(m.name, _roi_of(m, first).name) for m in first if m.kind == "cnn" and not m.classify],
+        "mmse_cnn_vs_roi": [(m.name, matching_baseline(m, first).name) for m in cnns if not m.classify],
     }
     out: dict[str, list[tuple[str, str]]] = {}
     for family, items in spec.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adtransfer.catalog import comparisons, grid
+from adtransfer.catalog import comparisons, grid_from_spec, grid_spec
 
 
 def config_problems(config: dict) -> list[str]:
@@ -15,9 +15,8 @@ def config_problems(config: dict) -> list[str]:
             f"slice to a square tile and Grad-CAM maps tiles back to the crop, so a {shape[0]}x{shape[1]} slice "
             "would be distorted"
         )
-    splits, train = config.get("splits"), config.get("train", {})
-    if splits:
-        models = grid(splits.get("pretrain_sizes", []), train.get("replicates", 1), train.get("init", "random"))
+    if config.get("splits"):
+        models = grid_from_spec(grid_spec(config))
         try:
             comparisons(config.get("comparisons"), models)
         except ValueError as exc:

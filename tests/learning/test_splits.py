@@ -509,3 +509,10 @@ def test_splits_of_the_validated_table_file_are_byte_for_byte_those_of_the_table
     splits = sp.make_splits(df, {"AD": 2, "NC": 2}, [12], 0.25, seed=3, mmse_include_mci=True)
     sp.write_splits(splits, tmp_path / "splits.tsv")
     assert (tmp_path / "splits.tsv").read_bytes() == tiny_cache["splits"].read_bytes()
+
+
+def test_fixed_test_table_keeps_ids_like_na(tmp_path):
+    """A subject called NA in a fixed test-set table stays in the test set (pandas would read it as missing)."""
+    path = tmp_path / "test.tsv"
+    path.write_text("subject_id\tnote\nNA\tx\nsub-2\ty\n")
+    assert sp.read_fixed_test(path) == {"NA", "sub-2"}

@@ -425,3 +425,33 @@ def test_keras_resumes_exactly_from_a_settled_backup(tmp_path, damage):
     assert settle_backup(backup) == 2
     for a, b in zip(fit(backup), expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_work_folder_of_another_job_is_started_over(tmp_path):
+    """A killed job's work folder is resumed only by the same job: after its settings or inputs changed (say a new
+    split), the old weights would carry subjects that may now be test subjects, so the folder is emptied."""
+    from adtransfer.learning.train import WORK_MARK, claim_work_dir
+
+    work, out = tmp_path / "work", [tmp_path / "model.keras"]
+    claim_work_dir(work, out, "job A")
+    (work / "history.tsv").write_text("epoch\n0\n")
+    claim_work_dir(work, out, "job A")  # the same job again: its state stays
+    assert (work / "history.tsv").exists()
+    claim_work_dir(work, out, "job B")  # another job: nothing of A's state survives
+    assert sorted(p.name for p in work.iterdir()) == [WORK_MARK] and (work / WORK_MARK).read_text() == "job B"
+
+
+def test_job_fingerprint_follows_settings_splits_and_parent(tmp_path):
+    from adtransfer.learning.train import TrainSettings, job_fingerprint
+
+    splits, cache, parent = tmp_path / "s.tsv", tmp_path / "c.h5", tmp_path / "p.keras"
+    for f in (splits, cache, parent):
+        f.write_text("x")
+    out = tmp_path / "m.keras"
+    base = job_fingerprint(TrainSettings(), "n8", str(splits), str(cache), str(parent), out)
+    assert base == job_fingerprint(TrainSettings(threads=7), "n8", str(splits), str(cache), str(parent), out)
+    assert base != job_fingerprint(TrainSettings(epochs=3), "n8", str(splits), str(cache), str(parent), out)
+    assert base != job_fingerprint(TrainSettings(), "nall", str(splits), str(cache), str(parent), out)
+    assert base != job_fingerprint(TrainSettings(), "n8", str(splits), str(cache), None, out)
+    splits.write_text("y")
+    assert base != job_fingerprint(TrainSettings(), "n8", str(splits), str(cache), str(parent), out)

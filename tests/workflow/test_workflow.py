@@ -238,3 +238,13 @@ def test_the_outputs_rules_declare_are_the_files_layout_builds(tmp_path):
         if line.strip().startswith("output:"):
             declared |= {p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()}
     assert declared == _layout_files(cfg)
+
+
+def test_config_without_splits_runs_the_data_stages_only(tmp_path):
+    """`splits: null` overrides the default's training grid: synthesis, preprocessing and caches, no model."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["splits"] = None
+    proc = snakemake(tmp_path, write_config(tmp_path / "data_only.yaml", cfg), "-n")
+    counts = job_counts(proc.stdout)
+    assert counts["cache"] == 2 and counts["preprocess"] > 0
+    assert not train_jobs(proc.stdout) and "split" not in counts and "tables" not in counts

@@ -14,7 +14,7 @@ rule bundle:
         manifest=layout.model_file("{model}", "manifest.json"),
         card=layout.model_file("{model}", "MODEL_CARD.md"),
     wildcard_constraints:
-        model=r"(fdg|ecd|mmse)/[A-Za-z0-9_]+",
+        model=CNN_PATTERN,
     params:
         parent=lambda wc: f"--parent {model_of(wc).pretrained}" if model_of(wc).pretrained else "",
         layer=EXPLAIN.get("gradcam_layer", "mixed10"),

@@ -18,6 +18,7 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from adtransfer import layout, modalities
+from adtransfer import catalog
 from adtransfer.catalog import grid_from_spec, grid_spec, replicate_seed
 from adtransfer.inputs.cohort import read_participants
 from adtransfer.errors import InputError
@@ -115,7 +116,7 @@ def synthetic_spec(cohort):
 
 # --- the training grid ---------------------------------------------------------------------------------
 
-SPLITS = config.get("splits", {})
+SPLITS = config.get("splits") or {}  # null or absent: the data stages only
 TRAIN = config.get("train", {})
 FDG = SPLITS.get("fdg_cohort", "fdg")
 ECD = SPLITS.get("ecd_cohort", "ecd")
@@ -186,7 +187,14 @@ MODELS = {m.name: m for m in grid_from_spec(grid_spec(config))} if SPLITS else {
 # what steps that read the grid (tables, figures) receive as --grid: the same values, so the same grid
 GRID_SPEC = json.dumps(grid_spec(config), sort_keys=True)
 # the `model` wildcard of the training rule: exactly the catalog's CNNs (a never-matching pattern without a grid)
-CNN_PATTERN = "|".join(re.escape(m) for m, spec in MODELS.items() if spec.kind == "cnn") or "(?!)"
+def name_pattern(names):
+    """A `model` wildcard constraint matching exactly these catalog names (never matching when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+CNN_PATTERN = name_pattern(m for m, spec in MODELS.items() if spec.kind == "cnn")
+# CNN classifiers, every replicate: what Grad-CAM, occlusion and the side-by-side figure can explain
+CNN_CLASSIFIER_PATTERN = name_pattern(m for m, spec in MODELS.items() if spec.kind == "cnn" and spec.classify)
 ROLE_COHORT = {"fdg": FDG, "ecd": ECD}
 EVAL = config.get("evaluate", {})
 EXPLAIN = config.get("explain", {})
@@ -222,10 +230,8 @@ def cohort_of(model):
 
 
 def matching_baseline(model):
-    """The ROI baseline trained on the same subjects as a CNN (catalog: same role, task and split column)."""
-    m = MODELS[model]
-    same = (m.role, m.task, m.set_column)
-    return next(b.name for b in MODELS.values() if b.kind == "roi" and (b.role, b.task, b.set_column) == same)
+    """The name of the ROI baseline trained on the same subjects as a CNN (catalog.matching_baseline)."""
+    return catalog.matching_baseline(MODELS[model], list(MODELS.values())).name
 
 
 def synthetic_truths():

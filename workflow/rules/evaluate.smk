@@ -12,7 +12,7 @@ rule predict:
         predictions=layout.predictions("{model}"),
         features=layout.features("{model}"),
     wildcard_constraints:
-        model=r"(fdg|ecd|mmse)/[A-Za-z0-9_]+",
+        model=CNN_PATTERN,
     params:
         set=lambda wc: model_of(wc).set_column,
     threads: TRAIN_THREADS

@@ -32,7 +32,7 @@ rule gradcam:
             labels={"model": "{model}", "figure": "class means"},
         ),
     wildcard_constraints:
-        model=r"(fdg|ecd)/[A-Za-z0-9_]+",
+        model=CNN_CLASSIFIER_PATTERN,
     params:
         layer=EXPLAIN.get("gradcam_layer", "mixed10"),
         score_layers=",".join(EXPLAIN.get("gradcam_score_layers", [])),
@@ -77,7 +77,7 @@ rule occlusion:
             labels={"model": "{model}"},
         ),
     wildcard_constraints:
-        model=r"(fdg|ecd)/[A-Za-z0-9_]+",
+        model=CNN_CLASSIFIER_PATTERN,
     params:
         set=lambda wc: MODELS[wc.model].set_column,
         classes=",".join(EXPLAIN.get("occlusion_classes", ["AD"])),
@@ -114,7 +114,7 @@ rule explain_figure:
             labels={"model": "{model}"},
         ),
     wildcard_constraints:
-        model=r"(fdg|ecd)/[A-Za-z0-9_]+",
+        model=CNN_CLASSIFIER_PATTERN,
     params:
         grid=GRID_SPEC,
         dpi=FIGURE_DPI,

@@ -130,21 +130,27 @@ class Bundle:
         manifest = read_manifest(folder)
         if manifest["task"] != task:
             raise InputError(f"{folder}: {option} needs a {task} model, this one is a {manifest['task']} model")
-        if not (folder / "model.keras").is_file():
-            raise InputError(f"{folder / 'model.keras'}: model file missing beside its manifest")
+        model_file = folder / manifest["model_file"]["name"]
+        if not model_file.is_file():
+            raise InputError(f"{model_file}: model file missing beside its manifest")
         return cls(folder, manifest, preproc_params(manifest, str(folder / "manifest.json")))
 
+    @property
+    def model_path(self) -> Path:
+        """The model file the manifest names, beside it in the bundle folder."""
+        return self.folder / self.manifest["model_file"]["name"]
+
     def check_model_file(self) -> None:
-        if sha256_file(self.folder / "model.keras") != self.manifest["model_file"]["sha256"]:
+        if sha256_file(self.model_path) != self.manifest["model_file"]["sha256"]:
             raise InputError(
-                f"{self.folder / 'model.keras'}: not the model its manifest describes (sha256 differs); "
+                f"{self.model_path}: not the model its manifest describes (sha256 differs); "
                 "rebuild the bundle (the workflow's bundle rule)"
             )
 
     def load(self) -> None:
         import keras
 
-        path = self.folder / "model.keras"
+        path = self.model_path
         try:
             # Keras' safe mode: no Python code (lambdas) is deserialized from the file
             self.net = keras.saving.load_model(path, compile=False, safe_mode=True)

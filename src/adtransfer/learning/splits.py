@@ -160,7 +160,8 @@ def read_fixed_test(path: str | os.PathLike) -> set[str]:
     """A user-given test set: a TSV/CSV with a `subject_id` column, or a text file with one id per line."""
     lines = [ln.strip() for ln in open(path).read().splitlines() if ln.strip()]
     if lines and ("\t" in lines[0] or "," in lines[0]):
-        df = pd.read_csv(path, sep=None, engine="python", dtype=str)
+        # ids such as "NA" stay ids (as in the validated table), never missing values
+        df = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False, na_values=[""])
         if "subject_id" not in df.columns:
             raise InputError(f"{path}: a test-set table needs a subject_id column")
         return set(df["subject_id"].dropna().str.strip()) - {""}

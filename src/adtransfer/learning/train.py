@@ -313,19 +313,49 @@ def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLi
 WORK_MARK = ".adtransfer-train-work"  # marks a folder train_model made (and may therefore delete)
 
 
-def claim_work_dir(work: Path, outputs: list[Path]) -> None:
-    """Create the work folder, or take back the one a killed run left; refuse a folder that holds anything else
-    (it is deleted after success) or one that holds an output."""
+def job_fingerprint(
+    settings: TrainSettings, set_column: str, splits_path: str, cache: str, pretrained: str | None, model_out: Path
+) -> str:
+    """What makes a training job this job: its settings (threads aside), split column and split file, its cache and
+    parent model (size and modification time), its output. A work folder left by another job is not resumed."""
+
+    def stamp(path: str | None) -> list | None:  # (a missing input fails later, with its own message)
+        return [os.path.getsize(path), os.stat(path).st_mtime_ns] if path and os.path.exists(path) else None
+
+    from adtransfer.io import sha256_file
+
+    return json.dumps(
+        {
+            "settings": {k: v for k, v in asdict(settings).items() if k != "threads"},
+            "set": set_column,
+            "splits": sha256_file(splits_path) if os.path.exists(splits_path) else None,
+            "cache": stamp(cache),
+            "pretrained": stamp(pretrained),
+            "model_out": str(model_out.resolve()),
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def claim_work_dir(work: Path, outputs: list[Path], fingerprint: str = "") -> None:
+    """Create the work folder, or take back the one a killed run of this same job left (same fingerprint); a folder
+    a different job left (settings, splits, cache or parent changed since the kill) is emptied and started over.
+    Refuse a folder that holds anything else (it is deleted after success) or one that holds an output."""
     root = work.resolve()
     for output in outputs:
         if output.resolve() == root or root in output.resolve().parents:
             raise InputError(f"{output} lies in the work folder {work}, which is deleted after training")
     if work.exists() and not work.is_dir():
         raise InputError(f"work folder {work} is a file")
-    if work.is_dir() and any(work.iterdir()) and not (work / WORK_MARK).exists():
+    mark = work / WORK_MARK
+    if work.is_dir() and any(work.iterdir()) and not mark.exists():
         raise InputError(f"work folder {work} is not empty and was not made by a training run: refusing to use it")
+    if mark.exists() and mark.read_text() != fingerprint:
+        log.warning("%s: left by a different training job (its inputs or settings changed): starting over", work)
+        shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / WORK_MARK).touch()
+    write_text(mark, fingerprint)
 
 
 def train_model(
@@ -349,7 +379,7 @@ def train_model(
 
     outputs = [Path(model_out), Path(history_out), Path(metrics_out)]
     work = Path(work_dir)
-    claim_work_dir(work, outputs)
+    claim_work_dir(work, outputs, job_fingerprint(settings, set_column, splits_path, cache, pretrained, outputs[0]))
     splits = read_splits(splits_path)
     if set_column not in splits.columns:
         raise InputError(f"{splits_path}: no split column {set_column!r} (have: {', '.join(splits.columns)})")

@@ -175,7 +175,11 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
 
 
 def write_bundle(manifest: dict, manifest_json: str | os.PathLike, model_card_md: str | os.PathLike) -> None:
-    """manifest.json and MODEL_CARD.md in the model folder, each written to a temporary name and renamed."""
+    """manifest.json and MODEL_CARD.md in the model folder, each written to a temporary name and renamed. The
+    bundle is that folder: `adtransfer predict` finds the model file the manifest names beside it."""
+    model_file = Path(manifest_json).parent / manifest["model_file"]["name"]
+    if not model_file.is_file():
+        raise InputError(f"{manifest_json}: a bundle's manifest goes beside its model ({model_file} does not exist)")
     write_text(manifest_json, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     write_text(model_card_md, model_card(manifest))
 

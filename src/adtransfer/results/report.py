@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from adtransfer import layout
-from adtransfer.catalog import Model, comparisons, grid_from_spec
+from adtransfer.catalog import Model, comparisons, grid_from_spec, matching_baseline
 from adtransfer.errors import InputError
 from adtransfer.io import atomic_output, write_text
 from adtransfer.results import figures
@@ -688,13 +688,6 @@ def explanation_table(res: Results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def matching_baseline(res: Results, m: Model) -> Model:
-    """The ROI baseline trained on the same subjects as a CNN."""
-    return next(
-        b for b in res.models if b.kind == "roi" and (b.role, b.task, b.set_column) == (m.role, m.task, m.set_column)
-    )
-
-
 def explanation_figure(res: Results, model: str, cache: str | os.PathLike, path: str | os.PathLike, dpi=120) -> None:
     """Grad-CAM (mean AD map), region occlusion and the matching ROI baseline's coefficients of one model, side
     by side on the grey-matter template, each map in the direction of AD and scaled to its own maximum."""
@@ -705,7 +698,7 @@ def explanation_figure(res: Results, model: str, cache: str | os.PathLike, path:
     from adtransfer.imaging.templates import MNI_2MM, load_templates
 
     m = next(x for x in res.models if x.name == model)
-    roi = matching_baseline(res, m)
+    roi = matching_baseline(m, res.models)
     with h5py.File(cache, "r") as h5:
         crop_grid = crop_grid_of(dict(h5.attrs))
 
