@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from adtransfer.catalog import POOL_SET
 from adtransfer.learning.splits import read_splits
 from adtransfer.results.baseline import explain_baseline, fit, load, predict, ranked_regions, to_json, train_baseline
 from adtransfer.results.evaluate import read_predictions
@@ -93,7 +94,8 @@ def roi_cohort(tmp_path_factory):
 @pytest.mark.slow
 def test_top_weighted_regions_overlap_the_altered_set(roi_cohort, crop_grid, tmp_path):
     splits = pd.read_csv(roi_cohort / "splits.tsv", sep="\t")
-    pool = [c for c in splits.columns if c.startswith("n") and c[1:].isdigit()][0]
+    pool = POOL_SET  # one training set (no sizes): the whole pool
+    assert pool in splits.columns
     params = train_baseline(
         roi_cohort / "cache.h5", roi_cohort / "splits.tsv", pool, "classify", tmp_path / "m.json", tmp_path / "p.tsv"
     )
