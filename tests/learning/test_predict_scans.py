@@ -270,7 +270,13 @@ def trained_bundle(tiny_cache, root: Path, task: str, pretrained: Path | None = 
     column = "n12" if task == "classify" else "mmse_set"
     train(tiny_cache, folder, column=column, task=task, epochs=1, pretrained=pretrained)
     pred = predict_cohort(
-        folder, tiny_cache["cache"], tiny_cache["splits"], column, root / f"{task}.tsv", root / f"{task}.h5"
+        folder / "model.keras",
+        folder / "metrics.json",
+        tiny_cache["cache"],
+        tiny_cache["splits"],
+        column,
+        root / f"{task}.tsv",
+        root / f"{task}.h5",
     )
     bundle(tiny_cache, folder, task, parent="fdg/n12" if pretrained else None)
     return folder, pred.set_index("subject_id")
