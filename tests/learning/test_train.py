@@ -455,3 +455,15 @@ def test_job_fingerprint_follows_settings_splits_and_parent(tmp_path):
     assert base != job_fingerprint(TrainSettings(), "n8", str(splits), str(cache), None, out)
     splits.write_text("y")
     assert base != job_fingerprint(TrainSettings(), "n8", str(splits), str(cache), str(parent), out)
+
+
+def test_settings_left_open_come_from_the_cache_modality():
+    """A hand-run job on an ECD cache without fc_units/intensity_range trains with ECD's, never FDG's mapping."""
+    from adtransfer.learning.train import TrainSettings
+
+    ecd = TrainSettings.from_json('{"task": "classify"}')
+    ecd.for_modality("ecd_spect")
+    assert ecd.fc_units == 128 and ecd.intensity_range == (-4.0, 4.0)
+    given = TrainSettings.from_json('{"fc_units": 16, "intensity_range": [0, 2]}')
+    given.for_modality("ecd_spect")
+    assert given.fc_units == 16 and given.intensity_range == (0, 2)

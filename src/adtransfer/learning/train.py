@@ -37,8 +37,8 @@ class TrainSettings:
     bn_momentum: float | None = 0.9
     augment_shift: float = 0.03
     augment_zoom: float = 0.03
-    fc_units: int = 256
-    intensity_range: tuple[float, float] = (0.0, 3.0)
+    fc_units: int | None = None  # None: the cache modality's (adtransfer.modalities)
+    intensity_range: tuple[float, float] | None = None  # None: the cache modality's
     seed: int = 42
     threads: int = 2
     max_memory_gb: float = 4.0
@@ -49,9 +49,19 @@ class TrainSettings:
         unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
         if unknown:  # a typo must not silently fall back to a default
             raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
-        if "intensity_range" in raw:
+        if raw.get("intensity_range") is not None:
             raw["intensity_range"] = tuple(raw["intensity_range"])
         return cls(**raw)
+
+    def for_modality(self, modality: str) -> None:
+        """Fill what the settings leave open from the modality registry (head width, intensity mapping), so a
+        hand-run job on an ECD cache never trains with FDG's mapping."""
+        from adtransfer import modalities
+
+        if self.fc_units is None:
+            self.fc_units = modalities.fc_units(modality)
+        if self.intensity_range is None:
+            self.intensity_range = tuple(modalities.intensity_range(modality))
 
 
 def configure_tensorflow(seed: int, threads: int) -> None:
@@ -374,9 +384,17 @@ def train_model(
     and the metrics (JSON) to the given files and return the metrics.
 
     work_dir keeps the resume state across a killed run (see prepare_resume); it is removed after success."""
+    import h5py
+
     from adtransfer.learning.data import EpochCounter, make_dataset, select
     from adtransfer.learning.splits import read_splits
 
+    if os.path.exists(cache):  # (a missing cache fails below with the data loader's message)
+        try:
+            with h5py.File(cache, "r") as h5:
+                settings.for_modality(str(h5.attrs["modality"]))
+        except (OSError, KeyError) as exc:
+            raise InputError(f"{cache}: not a readable adtransfer cache ({exc})") from None
     outputs = [Path(model_out), Path(history_out), Path(metrics_out)]
     work = Path(work_dir)
     claim_work_dir(work, outputs, job_fingerprint(settings, set_column, splits_path, cache, pretrained, outputs[0]))
