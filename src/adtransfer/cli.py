@@ -167,17 +167,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     settings = TrainSettings.from_json(args.settings)
     settings.threads = args.threads
-    metrics = train_model(
-        args.cache,
-        args.splits,
-        args.set,
-        settings,
-        model_out=args.model_out,
-        history_out=args.history_out,
-        metrics_out=args.metrics_out,
-        work_dir=args.work_dir,
-        pretrained=args.pretrained,
-    )
+    metrics = _call(train_model, args, splits_path=args.splits, set_column=args.set, settings=settings)
     shown = {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("seconds", "epochs_run")}
     log.info("trained %s: %s", args.model_out, json.dumps(shown))
 
