@@ -117,3 +117,14 @@ def test_modality_registry_resolves_aliases_and_names_the_known_ones():
     assert modalities.fc_units("ecd_spect", {"fdg_pet": 16}) == 128
     assert modalities.fc_units("fdg_pet", {"fdg_pet": 16}) == 16
     assert modalities.intensity_range("ecd_spect", None) == [-4.0, 4.0]
+
+
+def test_explain_models_must_be_classifiers_of_the_grid():
+    """explain.models names catalog classifiers of replicate 0: a typo, an MMSE model or a further replicate is
+    refused before anything runs, naming the key and the choices."""
+    cfg = load("config.yaml")
+    assert config_problems(cfg) == []
+    for wrong in ("ecd/from_fdg_n999", "mmse/fdg", "ecd/scratch_r1"):
+        cfg["explain"]["models"] = ["fdg/n160", wrong]
+        (problem,) = config_problems(cfg)
+        assert problem.startswith(f"explain.models ['{wrong}']") and "ecd/scratch" in problem

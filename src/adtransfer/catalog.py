@@ -218,3 +218,10 @@ def comparisons(spec: dict | None, models: list[Model]) -> dict[str, list[tuple[
                 raise ValueError(f"comparisons.{family}: {a} and {b} are not scored on the same test subjects")
         out[family] = list(dict.fromkeys(pairs))
     return out
+
+
+def explained(models: list[Model], names: list[str] | None = None) -> list[Model]:
+    """The CNN classifiers that get Grad-CAM, occlusion and t-SNE, in catalog order: the named ones (config
+    explain.models), by default every classifier of replicate 0 (further replicates serve the statistics)."""
+    candidates = [m for m in models if m.kind == "cnn" and m.classify and m.replicate == 0]
+    return candidates if names is None else [m for m in candidates if m.name in names]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adtransfer.catalog import comparisons, grid_from_spec, grid_spec
+from adtransfer.catalog import comparisons, explained, grid_from_spec, grid_spec
 
 
 def config_problems(config: dict) -> list[str]:
@@ -21,4 +21,11 @@ def config_problems(config: dict) -> list[str]:
             comparisons(config.get("comparisons"), models)
         except ValueError as exc:
             problems.append(str(exc))
+        explainable = [m.name for m in explained(models)]
+        unknown = [n for n in config.get("explain", {}).get("models", []) if n not in explainable]
+        if unknown:
+            problems.append(
+                f"explain.models {unknown}: not CNN classifiers of this grid (replicate 0); choose from {explainable}"
+            )
     return problems
+

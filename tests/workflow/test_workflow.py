@@ -3,6 +3,7 @@ incremental reruns are in test_workflow_full.py (one trained run shared by every
 
 from __future__ import annotations
 
+import json
 import re
 
 import h5py
@@ -33,7 +34,12 @@ def test_default_config_dry_run(tmp_path):
     n_cnn = 2 * n_sizes + 1 + 2
     assert counts["predict"] == n_cnn + (n_sizes + 1) * (reps - 1)  # every replicate predicts and is evaluated
     assert counts["evaluate"] == counts["predict"] + counts["train_baseline"]
-    assert counts["gradcam"] == counts["tsne"] == 2 * n_sizes + 1  # explanations: replicate 0 only
+    # explanations: the models config explain.models names (replicate 0), each by every explaining rule
+    explained = cfg["explain"]["models"]
+    for rule in ("gradcam", "occlusion", "tsne", "explain_figure"):
+        assert counts[rule] == len(explained), rule
+    for name in explained:
+        assert f"results/explain/{name}/gradcam_summary.json" in proc.stdout
     for r in range(1, reps):
         assert f"results/models/ecd/scratch_r{r}/model.keras" in proc.stdout
         assert f"results/models/ecd/from_fdg_n{cfg['splits']['pretrain_sizes'][-1]}_r{r}/model.keras" in proc.stdout
@@ -77,6 +83,24 @@ def test_fdg_mmse_model_fine_tunes_the_largest_fdg_classifier(tmp_path, mmse_ini
         assert "--pretrained results/models/fdg/n8/model.keras" in command
         assert sorted(trained) == ["fdg/n8", "mmse/fdg"]  # n8 only: the largest size
         assert '"learning_rate": 0.0001' in command  # finetune_learning_rate
+
+
+def test_fine_tunes_follow_the_finetune_schedule(tmp_path):
+    """train.finetune_* set the schedule of models with a parent (ECD fine-tunes, MMSE from the classifier); models
+    trained from the init keep the plain keys."""
+    cfg = tiny_training_config()
+    cfg["train"].update(epochs=7, patience=5, early_stopping_start=4, finetune_epochs=3, finetune_patience=1)
+    path = write_config(tmp_path / "finetune.yaml", cfg)
+    proc = snakemake(tmp_path, path, "-n", "-p")
+    settings = {
+        name: json.loads(re.search(r"--settings '(\{.*?\})'", block).group(1))
+        for name, block in train_jobs(proc.stdout).items()
+    }
+    parents = {"ecd/from_fdg_n8": True, "mmse/fdg": True, "mmse/ecd_from_fdg": True, "fdg/n8": False, "ecd/scratch": False}
+    for name, finetune in parents.items():
+        s = settings[name]
+        expected = (3, 1, 4) if finetune else (7, 5, 4)  # no finetune_early_stopping_start: the plain key
+        assert (s["epochs"], s["patience"], s["early_stopping_start"]) == expected, name
 
 
 def test_training_jobs_are_gpu_tagged(tmp_path):

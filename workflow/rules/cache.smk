@@ -15,6 +15,7 @@ rule cache:
     threads: 2
     conda:
         "../../envs/data.yaml"
+    priority: DATA_PRIORITY
     log:
         layout.log("cache", "{cohort}"),
     benchmark:

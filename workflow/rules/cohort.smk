@@ -18,6 +18,7 @@ for _cohort in [c for c in COHORTS if is_synthetic(c)]:
         threads: 2
         conda:
             "../../envs/data.yaml"
+        priority: DATA_PRIORITY
         log:
             layout.log("synth", _cohort),
         benchmark:
@@ -38,6 +39,7 @@ rule validate:
         classify=lambda wc: "" if config["cohorts"][wc.cohort].get("classify", True) else "--no-classify",
     conda:
         "../../envs/data.yaml"
+    priority: DATA_PRIORITY
     log:
         layout.log("validate", "{cohort}"),
     benchmark:

@@ -157,10 +157,12 @@ def train_settings(model):
     each replicate with its own seed (catalog.replicate_seed); every other model with the config seed."""
     modality = config["cohorts"][ROLE_COHORT[model.role]]["modality"]
     units = modalities.fc_units(modality, TRAIN.get("fc_units"))
-    finetune = model.pretrained is not None
-    lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if finetune else TRAIN.get("learning_rate")
     settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "early_stopping_start", "bn_momentum", "augment_shift",
                                       "augment_zoom", "max_memory_gb") if k in TRAIN}
+    lr = TRAIN.get("learning_rate")
+    if model.pretrained is not None:  # a fine-tune: train.finetune_* override the schedule where set
+        lr = TRAIN.get("finetune_learning_rate", lr)
+        settings.update({k: TRAIN[f"finetune_{k}"] for k in ("epochs", "patience", "early_stopping_start") if f"finetune_{k}" in TRAIN})
     seed = replicate_seed(config["seed"], REPLICATES, model.replicate) if model.replicated else config["seed"]
     settings.update(task=model.task, learning_rate=lr, fc_units=units, seed=seed, intensity_range=modalities.intensity_range(modality, TRAIN.get("intensity_range")))
     return json.dumps(settings, sort_keys=True)
@@ -174,6 +176,12 @@ def train_inputs(wildcards):
     if model.pretrained:
         inputs["pretrained"] = layout.model_file(model.pretrained, "model.keras")
     return inputs
+
+
+# Data stages (synth, validate, preprocess, cache, split) run before training and explanations. Without a priority,
+# Snakemake's scheduler prefers the jobs with the largest inputs: measured in the demo, the ECD cohort was only
+# synthesized after FDG pre-training, so the ECD jobs that need no FDG model could not fill the second core.
+DATA_PRIORITY = 10
 
 
 # what one training job writes: the model, its history and its validation metrics
@@ -200,8 +208,8 @@ EVAL = config.get("evaluate", {})
 EXPLAIN = config.get("explain", {})
 FIGURE_DPI = config.get("figures", {}).get("dpi", 120)
 COMPARISONS = json.dumps(config.get("comparisons", {}), sort_keys=True)
-# Grad-CAM and t-SNE explain replicate 0 only (further replicates are for the statistics)
-CNN_CLASSIFIERS = [m.name for m in MODELS.values() if m.kind == "cnn" and m.classify and m.replicate == 0]
+# what Grad-CAM, occlusion and t-SNE explain: config explain.models, by default every classifier of replicate 0
+CNN_CLASSIFIERS = [m.name for m in catalog.explained(list(MODELS.values()), EXPLAIN.get("models"))]
 BASELINES = [m.name for m in MODELS.values() if m.kind == "roi"]
 
 

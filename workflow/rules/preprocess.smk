@@ -18,6 +18,7 @@ rule preprocess:
         crop_origin=CROP_ORIGIN,
     conda:
         "../../envs/data.yaml"
+    priority: DATA_PRIORITY
     log:
         layout.log("preprocess", "{cohort}/{subject}"),
     benchmark:
@@ -49,6 +50,7 @@ rule registration_qc:
         on_fail=REGISTRATION.get("on_fail", "exclude"),
     conda:
         "../../envs/data.yaml"
+    priority: DATA_PRIORITY
     log:
         layout.log("registration_qc", "{cohort}"),
     benchmark:

@@ -11,6 +11,7 @@ rule split:
         args=lambda wc: split_args(wc.cohort),
     conda:
         "../../envs/data.yaml"
+    priority: DATA_PRIORITY
     log:
         layout.log("split", "{cohort}"),
     benchmark:
