@@ -96,8 +96,8 @@ def test_fine_tunes_follow_the_finetune_schedule(tmp_path):
         name: json.loads(re.search(r"--settings '(\{.*?\})'", block).group(1))
         for name, block in train_jobs(proc.stdout).items()
     }
-    parents = {"ecd/from_fdg_n8": True, "mmse/fdg": True, "mmse/ecd_from_fdg": True, "fdg/n8": False, "ecd/scratch": False}
-    for name, finetune in parents.items():
+    finetunes = {"ecd/from_fdg_n8": True, "mmse/fdg": True, "mmse/ecd_from_fdg": True}
+    for name, finetune in {**finetunes, "fdg/n8": False, "ecd/scratch": False}.items():
         s = settings[name]
         expected = (3, 1, 4) if finetune else (7, 5, 4)  # no finetune_early_stopping_start: the plain key
         assert (s["epochs"], s["patience"], s["early_stopping_start"]) == expected, name
