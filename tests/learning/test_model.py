@@ -103,3 +103,22 @@ def test_mmse_model_starts_from_the_classifiers_backbone(tmp_path, backbone):
             np.testing.assert_array_equal(a, b)
     assert mmse.get_layer("head_sigmoid").get_weights()[0].shape == (16, 1)
     assert "head_softmax" not in [layer.name for layer in mmse.layers]
+
+
+@pytest.mark.parametrize("task", ["classify", "mmse"])
+def test_training_state_built_before_fit_traces_the_step_once(backbone, monkeypatch, task):
+    """Optimizer and metric variables exist before fit, so TensorFlow traces the training step once (a step that
+    creates variables is traced twice: ~10 s of a CPU job's start-up)."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traced = []
+    step = TensorFlowTrainer.train_step
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", lambda self, data: traced.append(1) or step(self, data))
+    net = models.compile_model(models.add_head(backbone, task, 16), task, 1e-3)
+    y = np.array([0, 1, 0, 1]) if task == "classify" else np.array([20.0, 25.0, 28.0, 30.0], np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((4, 76, 76, 1), np.float32), y)).batch(2)
+    models.build_training_state(net, ds.element_spec)
+    assert net.optimizer.built and len(net.optimizer.variables) > len(net.trainable_variables)
+    net.fit(ds, epochs=2, verbose=0)
+    assert len(traced) == 1

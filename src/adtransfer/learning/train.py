@@ -438,6 +438,7 @@ def train_model(
         train, settings.intensity_range, settings.batch_size, True, settings.seed, max_bytes, epoch=epoch
     )
     val_ds = make_dataset(val, settings.intensity_range, settings.batch_size, False, settings.seed, max_bytes)
+    models.build_training_state(net, train_ds.element_spec)
     # work files: kept across a killed run, removed after success
     done = prepare_resume(work)
     stopping = resumable_early_stopping(
