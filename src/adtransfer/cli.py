@@ -176,15 +176,13 @@ def cmd_predict_cohort(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict import predict_cohort
 
-    _call(
-        predict_cohort, args, splits_path=args.splits, set_column=args.set, out_tsv=args.out, out_features=args.features
-    )
+    _call(predict_cohort, args, trained=_trained_model(args), out_tsv=args.out, out_features=args.features)
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
     from adtransfer.results.bundle import build_manifest, write_bundle
 
-    manifest = _call(build_manifest, args, metrics_json=args.metrics)
+    manifest = _call(build_manifest, args, trained=_trained_model(args))
     write_bundle(manifest, args.manifest, args.model_card)
     log.info("model bundle %s: %s and %s", args.name, args.manifest, args.model_card)
 
@@ -252,11 +250,19 @@ def _call(func: Callable, args: argparse.Namespace, **given):
     return func(**{**named, **given})
 
 
+def _trained_model(args: argparse.Namespace):
+    """A step's --model, --metrics, --cache (and --splits, --set where it has them) as one TrainedModel."""
+    from adtransfer.learning.predict import TrainedModel
+
+    return TrainedModel(args.model, args.metrics, args.cache, getattr(args, "splits", None), getattr(args, "set", None))
+
+
 def cmd_gradcam(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.explain import run_gradcam
 
-    summary = _call(run_gradcam, args, map_files={"AD": args.map_ad, "NC": args.map_nc}, n_examples=args.examples)
+    maps = {"AD": args.map_ad, "NC": args.map_nc}
+    summary = _call(run_gradcam, args, trained=_trained_model(args), map_files=maps, n_examples=args.examples)
     for layer, entry in summary["layers"].items():
         log.info("Grad-CAM %s, %s: %s", args.model, layer, json.dumps(entry))
 
@@ -265,7 +271,7 @@ def cmd_occlusion(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.occlusion import run_occlusion
 
-    summary = _call(run_occlusion, args, splits_path=args.splits, set_column=args.set)
+    summary = _call(run_occlusion, args, trained=_trained_model(args))
     log.info(
         "occlusion %s: %s s for %s images; ground truth %s",
         args.model,
