@@ -356,6 +356,28 @@ def cmd_figure(args: argparse.Namespace) -> None:
 # --- parser --------------------------------------------------------------------------------------------
 
 
+def _add_cohort_data(
+    p: argparse.ArgumentParser,
+    column_help: str = "the split column the model was trained on",
+    *,
+    splits: bool = True,
+    column: bool = True,
+) -> None:
+    """The data a model is trained on: the cohort's cache, its split table and the model's split column."""
+    p.add_argument("--cache", required=True, help="the cohort's HDF5 mosaic cache")
+    if splits:
+        p.add_argument("--splits", required=True, help="the cohort's split table")
+    if column:
+        p.add_argument("--set", required=True, help=column_help)
+
+
+def _add_model_inputs(p: argparse.ArgumentParser, what: str, *, splits: bool = True, column: bool = True) -> None:
+    """A trained CNN and its cohort data, as `_trained_model` reads them (learning.predict.TrainedModel)."""
+    p.add_argument("--model", required=True, help=f"the {what} model.keras")
+    p.add_argument("--metrics", required=True, help="the training job's metrics.json beside it (its settings)")
+    _add_cohort_data(p, splits=splits, column=column)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from adtransfer import __version__
 
@@ -455,9 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mmse-min", type=float, default=0.0, help="only subjects with MMSE >= this in regression")
 
     p = add("train", cmd_train, "Train one model (TensorFlow): pre-training, fine-tuning, scratch or MMSE.")
-    p.add_argument("--cache", required=True, help="HDF5 mosaic cache of the cohort")
-    p.add_argument("--splits", required=True, help="split table of the cohort")
-    p.add_argument("--set", required=True, help="split column: n100, nall, mmse_set, ...")
+    _add_cohort_data(p, "split column: n100, nall, mmse_set, ...")
     p.add_argument("--model-out", required=True, help="the trained model (.keras)")
     p.add_argument("--history-out", required=True, help="the per-epoch history (TSV)")
     p.add_argument("--metrics-out", required=True, help="the validation metrics (JSON)")
@@ -469,11 +489,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", required=True, help="JSON training settings (adtransfer.learning.train.TrainSettings)")
     p.add_argument("--pretrained", help="fine-tune from this model (.keras; new head)")
     p.add_argument("--threads", type=int, default=2)
-
-    def model_args(p: argparse.ArgumentParser, what: str) -> None:
-        """A trained CNN as its two files: the model and the training job's metrics (its settings)."""
-        p.add_argument("--model", required=True, help=f"the {what} model.keras")
-        p.add_argument("--metrics", required=True, help="the training job's metrics.json beside it (its settings)")
 
     def grid_args(p: argparse.ArgumentParser, figure: bool = False, grid_required: bool = True) -> None:
         """A step that reads the model grid's results: the tree, the grid, and (figure) the PNG and its dpi."""
@@ -502,13 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
 
     p = add("bundle", cmd_bundle, "Write manifest.json and MODEL_CARD.md beside a trained and evaluated model.")
-    model_args(p, "trained")
+    _add_model_inputs(p, "trained", column=False)  # the column is the one metrics.json records
     p.add_argument("--manifest", required=True, help="manifest.json to write (beside the model file)")
     p.add_argument("--model-card", required=True, help="MODEL_CARD.md to write")
     p.add_argument("--name", required=True, help="catalog name of the model, e.g. ecd/from_fdg_n160")
     p.add_argument("--test-metrics", required=True, help="the model's results/metrics/{model}.json")
-    p.add_argument("--cache", required=True, help="the cache the model was trained on")
-    p.add_argument("--splits", required=True, help="the cohort's split table")
     p.add_argument("--preproc-sidecar", required=True, help="JSON sidecar of one preprocessed subject of the cohort")
     p.add_argument("--parent", help="catalog name of the model it was fine-tuned from")
     p.add_argument("--gradcam-layer", default="mixed10", help="Grad-CAM layer for predictions on new scans")
@@ -519,18 +532,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_predict_cohort,
         "Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step).",
     )
-    model_args(p, "trained")
-    p.add_argument("--cache", required=True)
-    p.add_argument("--splits", required=True)
-    p.add_argument("--set", required=True, help="the split column the model was trained on")
+    _add_model_inputs(p, "trained")
     p.add_argument("--out", required=True, help="prediction table (TSV)")
     p.add_argument("--features", required=True, help="FC-layer features (HDF5), for t-SNE")
     p.add_argument("--threads", type=int, default=2)
 
     p = add("baseline", cmd_baseline, "Fit the ROI baseline (logistic or ridge) on a split's training subjects.")
-    p.add_argument("--cache", required=True)
-    p.add_argument("--splits", required=True)
-    p.add_argument("--set", required=True, help="the split column of the matching CNN")
+    _add_cohort_data(p, "the split column of the matching CNN")
     p.add_argument("--task", choices=["classify", "mmse"], required=True)
     p.add_argument("--out", required=True, help="model JSON")
     p.add_argument("--predictions", required=True, help="prediction table (TSV) of every subject")
@@ -546,8 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", default="0.5", help="P(AD) threshold, or 'youden' (chosen on validation)")
 
     p = add("gradcam", cmd_gradcam, "Grad-CAM of a CNN on its test subjects, in 2D and back in 3D (TensorFlow).")
-    model_args(p, "classifier's")
-    p.add_argument("--cache", required=True)
+    _add_model_inputs(p, "classifier's", splits=False, column=False)  # its test subjects: the prediction table's
     p.add_argument("--predictions", required=True)
     p.add_argument("--layer", required=True, help="e.g. mixed10 (paper) or mixed7 (small inputs)")
     p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (map size, ground truth)")
@@ -567,10 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
 
     p = add("occlusion", cmd_occlusion, "Region occlusion of a CNN classifier on its test subjects (TensorFlow).")
-    model_args(p, "classifier's")
-    p.add_argument("--cache", required=True, help="the cohort's cache (subjects, labels, scan hashes, crop grid)")
-    p.add_argument("--splits", required=True)
-    p.add_argument("--set", required=True, help="the split column the model was trained on (NC reference)")
+    _add_model_inputs(p, "classifier's")  # the split column: its NC training subjects are the reference
     p.add_argument("--preproc-dir", required=True, help="folder with the preprocessed SUBJECT.nii.gz and .json")
     p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (subjects, time, ground truth)")
     p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
