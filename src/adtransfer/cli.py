@@ -28,6 +28,11 @@ def _modality(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _names(value: str) -> list[str]:
+    """A comma-separated list such as mixed5,mixed7 (empty items dropped)."""
+    return [x for x in value.split(",") if x]
+
+
 def _triple(kind: type) -> Callable[[str], tuple]:
     def parse(value: str) -> tuple:
         parts = value.replace(",", "x").split("x")
@@ -125,15 +130,7 @@ def cmd_registration_qc(args: argparse.Namespace) -> None:
 def cmd_cache(args: argparse.Namespace) -> None:
     from adtransfer.imaging.cache import build_cache
 
-    build_cache(
-        args.table,
-        args.preproc_dir,
-        args.output,
-        size=args.size,
-        modality=args.modality,
-        cohort=args.cohort,
-        workers=args.threads,
-    )
+    _call(build_cache, args, out=args.output, workers=args.threads)
     log.info("wrote %s", args.output)
 
 
@@ -188,23 +185,11 @@ def cmd_bundle(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict_scans import predict_scans
 
-    predict_scans(
-        args.inputs,
-        args.model,
-        args.out,
-        mmse_dir=args.mmse_model,
-        modality=args.modality,
-        space=args.space,
-        allow_modality_mismatch=args.allow_modality_mismatch,
-        allow_space_mismatch=args.allow_space_mismatch,
-        with_gradcam=not args.no_gradcam,
-        threads=args.threads,
-    )
+    folders = {"model_dir": args.model, "out_dir": args.out, "mmse_dir": args.mmse_model}
+    _call(predict_scans, args, **folders, with_gradcam=not args.no_gradcam)
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:
@@ -376,6 +361,14 @@ def _add_model_inputs(p: argparse.ArgumentParser, what: str, *, splits: bool = T
     p.add_argument("--model", required=True, help=f"the {what} model.keras")
     p.add_argument("--metrics", required=True, help="the training job's metrics.json beside it (its settings)")
     _add_cohort_data(p, splits=splits, column=column)
+
+
+def _add_explanation_outputs(p: argparse.ArgumentParser, summary_help: str) -> None:
+    """What every CNN explanation writes (run_gradcam, run_occlusion): its summary and ranked region table, and on
+    a synthetic cohort the ground truth they are scored against."""
+    p.add_argument("--summary", dest="summary_json", required=True, help=summary_help)
+    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
+    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -557,17 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_inputs(p, "classifier's", splits=False, column=False)  # its test subjects: the prediction table's
     p.add_argument("--predictions", required=True)
     p.add_argument("--layer", required=True, help="e.g. mixed10 (paper) or mixed7 (small inputs)")
-    p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (map size, ground truth)")
-    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
+    _add_explanation_outputs(p, "summary JSON (map size, ground truth)")
     p.add_argument("--map-ad", required=True, help="mean AD map (NIfTI on the MNI grid)")
     p.add_argument("--map-nc", required=True, help="mean NC map (NIfTI on the MNI grid)")
     p.add_argument("--examples-png", required=True)
     p.add_argument("--means-png", required=True)
-    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
     p.add_argument("--examples", type=int, default=2, help="example subjects per class")
     p.add_argument(
         "--score-layers",
-        type=lambda v: [x for x in v.split(",") if x],
+        type=_names,
         default=[],
         help="comma-separated further layers scored against --truth (no figures)",
     )
@@ -576,17 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("occlusion", cmd_occlusion, "Region occlusion of a CNN classifier on its test subjects (TensorFlow).")
     _add_model_inputs(p, "classifier's")  # the split column: its NC training subjects are the reference
     p.add_argument("--preproc-dir", required=True, help="folder with the preprocessed SUBJECT.nii.gz and .json")
-    p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (subjects, time, ground truth)")
-    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
+    _add_explanation_outputs(p, "summary JSON (subjects, time, ground truth)")
     p.add_argument("--nifti", required=True, help="drop in P(AD) per region (NIfTI on the MNI grid)")
     p.add_argument("--png", required=True, help="brain-map figure")
-    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
-    p.add_argument(
-        "--classes",
-        type=lambda v: [x for x in v.split(",") if x],
-        default=["AD"],
-        help="test subjects occluded: AD (default) or AD,NC",
-    )
+    p.add_argument("--classes", type=_names, default=["AD"], help="test subjects occluded: AD (default) or AD,NC")
     p.add_argument("--threads", type=int, default=2)
 
     p = add("explain-baseline", cmd_explain_baseline, "Coefficient brain map and region ranking of an ROI baseline.")
