@@ -47,6 +47,7 @@ def _triple(kind: type) -> Callable[[str], tuple]:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
+    """Generate a synthetic cohort (participants.tsv + NIfTI scans + ground truth)."""
     from adtransfer.inputs.synth import CohortSpec, generate_cohort
 
     spec = CohortSpec.from_config(args.name, args.modality, json.loads(args.spec), args.seed)
@@ -63,6 +64,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
+    """Check a participants table (TSV, CSV or BIDS root) and its scans."""
     from adtransfer.inputs.cohort import validate_cohort
     from adtransfer.io import atomic_output
 
@@ -79,6 +81,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
+    """Preprocess one scan: reorient, register (space native), resample to MNI, normalize, crop."""
     from adtransfer.imaging.grid import Grid
     from adtransfer.imaging.preprocess import PreprocParams, preprocess_subject
     from adtransfer.imaging.registration import RegistrationSettings
@@ -105,6 +108,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_registration_qc(args: argparse.Namespace) -> None:
+    """Registration QC of a native-space cohort: flag subjects below a similarity; exclude or keep them."""
     from adtransfer.imaging.registration import registration_qc
     from adtransfer.io import atomic_output
 
@@ -128,6 +132,7 @@ def cmd_registration_qc(args: argparse.Namespace) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
+    """Gather preprocessed volumes of a cohort into an HDF5 mosaic cache."""
     from adtransfer.imaging.cache import build_cache
 
     _call(build_cache, args, out=args.output, workers=args.threads)
@@ -135,6 +140,7 @@ def cmd_cache(args: argparse.Namespace) -> None:
 
 
 def cmd_split(args: argparse.Namespace) -> None:
+    """Subject-level stratified splits: test set, nested training subsets, train/val."""
     from adtransfer.catalog import is_classification_set
     from adtransfer.inputs.cohort import read_validated
     from adtransfer.learning.splits import make_splits, read_fixed_test, write_splits
@@ -159,6 +165,7 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train one model (TensorFlow): pre-training, fine-tuning, scratch or MMSE."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
     from adtransfer.learning.train import TrainSettings, train_model
 
@@ -170,6 +177,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict_cohort(args: argparse.Namespace) -> None:
+    """Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict import predict_cohort
 
@@ -177,6 +185,7 @@ def cmd_predict_cohort(args: argparse.Namespace) -> None:
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
+    """Write manifest.json and MODEL_CARD.md beside a trained and evaluated model."""
     from adtransfer.results.bundle import build_manifest, write_bundle
 
     manifest = _call(build_manifest, args, trained=_trained_model(args))
@@ -185,6 +194,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    """Apply a trained model bundle to new scans: P(AD), class, MMSE, Grad-CAM per scan (TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict_scans import predict_scans
 
@@ -193,6 +203,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:
+    """Fit the ROI baseline (logistic or ridge) on a split's training subjects."""
     from adtransfer.results.baseline import train_baseline
 
     params = train_baseline(args.cache, args.splits, args.set, args.task, args.out, args.predictions, args.seed)
@@ -206,6 +217,7 @@ def cmd_baseline(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Test-set metrics of one model from its prediction table."""
     from adtransfer.results.evaluate import evaluate, read_predictions, write_json
 
     threshold = args.threshold if args.threshold == "youden" else float(args.threshold)
@@ -243,6 +255,7 @@ def _trained_model(args: argparse.Namespace):
 
 
 def cmd_gradcam(args: argparse.Namespace) -> None:
+    """Grad-CAM of a CNN on its test subjects, in 2D and back in 3D (TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.explain import run_gradcam
 
@@ -253,6 +266,7 @@ def cmd_gradcam(args: argparse.Namespace) -> None:
 
 
 def cmd_occlusion(args: argparse.Namespace) -> None:
+    """Region occlusion of a CNN classifier on its test subjects (TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.occlusion import run_occlusion
 
@@ -267,6 +281,7 @@ def cmd_occlusion(args: argparse.Namespace) -> None:
 
 
 def cmd_explain_baseline(args: argparse.Namespace) -> None:
+    """Coefficient brain map and region ranking of an ROI baseline."""
     import h5py
 
     from adtransfer.imaging.cache import crop_grid_of
@@ -288,6 +303,7 @@ def _results(args: argparse.Namespace):
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
+    """Tables 3-4 with ROI baselines, the pre-specified comparisons (Holm), replicates, MMSE, the summary page."""
     from adtransfer.results.report import write_tables
 
     sentences = write_tables(
@@ -306,6 +322,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
+    """The one-page result (HTML) from the tables, the findings and key figures."""
     from adtransfer.results.report import write_summary_page
 
     write_summary_page(dict(args.table or []), args.findings, args.out, dict(args.figure or []), args.alpha)
@@ -313,12 +330,14 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_explanations(args: argparse.Namespace) -> None:
+    """Grad-CAM, occlusion and ROI coefficients against the ground truth, one table."""
     from adtransfer.results.report import explanation_table, write_table
 
     write_table(explanation_table(_results(args)), args.out, args.markdown)
 
 
 def cmd_explain_figure(args: argparse.Namespace) -> None:
+    """Grad-CAM, region occlusion and the ROI baseline's coefficients of one CNN, side by side."""
     from adtransfer.results.report import explanation_figure
 
     explanation_figure(_results(args), args.model, args.cache, args.out, args.dpi)
@@ -326,6 +345,7 @@ def cmd_explain_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
+    """One report figure from predictions and metrics."""
     from adtransfer.results import report
 
     if args.kind == "tsne":
@@ -378,13 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"adtransfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
 
-    def add(name: str, func: Callable, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+    def add(name: str, func: Callable) -> argparse.ArgumentParser:
+        """A subcommand: `func` runs it and its docstring is its help."""
+        p = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
         p.set_defaults(func=func)
         p.add_argument("--log", help="also write messages to this log file")
         return p
 
-    p = add("synth", cmd_synth, "Generate a synthetic cohort (participants.tsv + NIfTI scans + ground truth).")
+    p = add("synth", cmd_synth)
     p.add_argument("--name", required=True, help="cohort name; subject ids are NAME0001, NAME0002, ...")
     p.add_argument("--modality", type=_modality, required=True, help="fdg or ecd")
     p.add_argument("--spec", default="{}", help="JSON object: n_ad, n_nc, n_mci and optional model settings")
@@ -392,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threads", type=int, default=1)
 
-    p = add("validate", cmd_validate, "Check a participants table (TSV, CSV or BIDS root) and its scans.")
+    p = add("validate", cmd_validate)
     p.add_argument("table", help="participants table (.tsv/.csv) or a BIDS dataset root")
     p.add_argument("--modality", type=_modality, help="fdg or ecd (recorded in the message)")
     p.add_argument(
@@ -401,11 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-only", action="store_true", help="check the table and file names, open no scan")
     p.add_argument("--out", help="write the normalized table (absolute paths, sha256 per scan) here")
 
-    p = add(
-        "preprocess",
-        cmd_preprocess,
-        "Preprocess one scan: reorient, register (space native), resample to MNI, normalize, crop.",
-    )
+    p = add("preprocess", cmd_preprocess)
     p.add_argument("--input", required=True, help="the subject's NIfTI scan, or a folder with one DICOM series")
     p.add_argument("--output", required=True, help="preprocessed volume (.nii.gz)")
     p.add_argument("--modality", type=_modality, required=True)
@@ -433,11 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registration-qc", help="QC PNG of the scan on the MNI grid with the template brain's outline")
     p.add_argument("--sidecar", help="JSON sidecar with input sha256, parameters, statistics and registration")
 
-    p = add(
-        "registration-qc",
-        cmd_registration_qc,
-        "Registration QC of a native-space cohort: flag subjects below a similarity; exclude or keep them.",
-    )
+    p = add("registration-qc", cmd_registration_qc)
     p.add_argument("--table", required=True, help="validated cohort table (from `adtransfer validate --out`)")
     p.add_argument("--preproc-dir", required=True, help="folder with SUBJECT.json sidecars")
     p.add_argument("--min-similarity", type=float, required=True, help="flag subjects below this similarity")
@@ -445,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the QC table (TSV): similarity, flagged, decision per subject")
     p.add_argument("--included", required=True, help="the cohort table without the excluded subjects (TSV)")
 
-    p = add("cache", cmd_cache, "Gather preprocessed volumes of a cohort into an HDF5 mosaic cache.")
+    p = add("cache", cmd_cache)
     p.add_argument("--table", required=True, help="validated cohort table (from `adtransfer validate --out`)")
     p.add_argument("--preproc-dir", required=True, help="folder with SUBJECT.nii.gz and SUBJECT.json")
     p.add_argument("--output", required=True, help="the .h5 cache")
@@ -454,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort", required=True, help="cohort name")
     p.add_argument("--threads", type=int, default=1)
 
-    p = add("split", cmd_split, "Subject-level stratified splits: test set, nested training subsets, train/val.")
+    p = add("split", cmd_split)
     p.add_argument("--table", required=True, help="validated cohort table (results/cohort/COHORT.tsv)")
     p.add_argument("--out", required=True, help="split table (TSV)")
     p.add_argument("--test-counts", help='JSON, e.g. {"AD": 118, "NC": 149}')
@@ -469,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mmse-include-mci", action="store_true", help="MCI subjects enter MMSE regression")
     p.add_argument("--mmse-min", type=float, default=0.0, help="only subjects with MMSE >= this in regression")
 
-    p = add("train", cmd_train, "Train one model (TensorFlow): pre-training, fine-tuning, scratch or MMSE.")
+    p = add("train", cmd_train)
     _add_cohort_data(p, "split column: n100, nall, mmse_set, ...")
     p.add_argument("--model-out", required=True, help="the trained model (.keras)")
     p.add_argument("--history-out", required=True, help="the per-epoch history (TSV)")
@@ -491,11 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dpi", type=int, default=120)
             p.add_argument("--out", required=True, help="the figure (PNG)")
 
-    p = add(
-        "predict",
-        cmd_predict,
-        "Apply a trained model bundle to new scans: P(AD), class, MMSE, Grad-CAM per scan (TensorFlow).",
-    )
+    p = add("predict", cmd_predict)
     p.add_argument("inputs", nargs="+", metavar="SCAN|TABLE", help="NIfTI scans, participants tables or BIDS roots")
     p.add_argument("--model", required=True, help="classification model folder (model.keras + manifest.json)")
     p.add_argument("--mmse-model", help="MMSE regression model folder, for an MMSE estimate")
@@ -509,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM PNG and NIfTI (faster)")
     p.add_argument("--threads", type=int, default=2)
 
-    p = add("bundle", cmd_bundle, "Write manifest.json and MODEL_CARD.md beside a trained and evaluated model.")
+    p = add("bundle", cmd_bundle)
     _add_model_inputs(p, "trained", column=False)  # the column is the one metrics.json records
     p.add_argument("--manifest", required=True, help="manifest.json to write (beside the model file)")
     p.add_argument("--model-card", required=True, help="MODEL_CARD.md to write")
@@ -520,24 +529,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradcam-layer", default="mixed10", help="Grad-CAM layer for predictions on new scans")
     p.add_argument("--synthetic", action="store_true", help="the cohort is the synthetic generator's")
 
-    p = add(
-        "predict-cohort",
-        cmd_predict_cohort,
-        "Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step).",
-    )
+    p = add("predict-cohort", cmd_predict_cohort)
     _add_model_inputs(p, "trained")
     p.add_argument("--out", required=True, help="prediction table (TSV)")
     p.add_argument("--features", required=True, help="FC-layer features (HDF5), for t-SNE")
     p.add_argument("--threads", type=int, default=2)
 
-    p = add("baseline", cmd_baseline, "Fit the ROI baseline (logistic or ridge) on a split's training subjects.")
+    p = add("baseline", cmd_baseline)
     _add_cohort_data(p, "the split column of the matching CNN")
     p.add_argument("--task", choices=["classify", "mmse"], required=True)
     p.add_argument("--out", required=True, help="model JSON")
     p.add_argument("--predictions", required=True, help="prediction table (TSV) of every subject")
     p.add_argument("--seed", type=int, default=0)
 
-    p = add("evaluate", cmd_evaluate, "Test-set metrics of one model from its prediction table.")
+    p = add("evaluate", cmd_evaluate)
     p.add_argument("--predictions", required=True)
     p.add_argument("--task", choices=["classify", "mmse"], required=True)
     p.add_argument("--out", required=True, help="metrics JSON")
@@ -546,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", default="0.5", help="P(AD) threshold, or 'youden' (chosen on validation)")
 
-    p = add("gradcam", cmd_gradcam, "Grad-CAM of a CNN on its test subjects, in 2D and back in 3D (TensorFlow).")
+    p = add("gradcam", cmd_gradcam)
     _add_model_inputs(p, "classifier's", splits=False, column=False)  # its test subjects: the prediction table's
     p.add_argument("--predictions", required=True)
     p.add_argument("--layer", required=True, help="e.g. mixed10 (paper) or mixed7 (small inputs)")
@@ -564,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=2)
 
-    p = add("occlusion", cmd_occlusion, "Region occlusion of a CNN classifier on its test subjects (TensorFlow).")
+    p = add("occlusion", cmd_occlusion)
     _add_model_inputs(p, "classifier's")  # the split column: its NC training subjects are the reference
     p.add_argument("--preproc-dir", required=True, help="folder with the preprocessed SUBJECT.nii.gz and .json")
     _add_explanation_outputs(p, "summary JSON (subjects, time, ground truth)")
@@ -573,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=_names, default=["AD"], help="test subjects occluded: AD (default) or AD,NC")
     p.add_argument("--threads", type=int, default=2)
 
-    p = add("explain-baseline", cmd_explain_baseline, "Coefficient brain map and region ranking of an ROI baseline.")
+    p = add("explain-baseline", cmd_explain_baseline)
     p.add_argument("--model", required=True, help="baseline model JSON")
     p.add_argument("--cache", required=True, help="the cohort's cache (for the crop grid)")
     p.add_argument("--summary", required=True, help="summary JSON (ground-truth scores)")
@@ -582,11 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", required=True)
     p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
 
-    p = add(
-        "tables",
-        cmd_tables,
-        "Tables 3-4 with ROI baselines, the pre-specified comparisons (Holm), replicates, MMSE, the summary page.",
-    )
+    p = add("tables", cmd_tables)
     grid_args(p)
     p.add_argument(
         "--table",
@@ -608,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ground_truth.json of a synthetic cohort (fdg or ecd role): the summary says what kind it is (repeat)",
     )
 
-    p = add("summary", cmd_summary, "The one-page result (HTML) from the tables, the findings and key figures.")
+    p = add("summary", cmd_summary)
     p.add_argument("--table", nargs=2, action="append", metavar=("NAME", "TSV"), help="a table `tables` wrote (repeat)")
     p.add_argument("--findings", required=True, help="the findings `tables` wrote")
     p.add_argument("--out", required=True, help="summary page (HTML)")
@@ -617,25 +618,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--figure", nargs=2, action="append", metavar=("CAPTION", "PNG"), help="a figure to show inline (repeat)"
     )
 
-    p = add(
-        "explanations",
-        cmd_explanations,
-        "Grad-CAM, occlusion and ROI coefficients against the ground truth, one table.",
-    )
+    p = add("explanations", cmd_explanations)
     grid_args(p)
     p.add_argument("--out", required=True, help="the table (TSV)")
     p.add_argument("--markdown", required=True, help="the table for people (Markdown)")
 
-    p = add(
-        "explain-figure",
-        cmd_explain_figure,
-        "Grad-CAM, region occlusion and the ROI baseline's coefficients of one CNN, side by side.",
-    )
+    p = add("explain-figure", cmd_explain_figure)
     grid_args(p, figure=True)
     p.add_argument("--model", required=True, help="CNN classifier name, e.g. fdg/n160")
     p.add_argument("--cache", required=True, help="the model's cohort cache (for the crop grid)")
 
-    p = add("figure", cmd_figure, "One report figure from predictions and metrics.")
+    p = add("figure", cmd_figure)
     p.add_argument("kind", choices=["roc", "sample-size", "mmse", "learning", "tsne"])
     grid_args(p, figure=True, grid_required=False)  # tsne reads one features file, no grid
     p.add_argument("--role", choices=["fdg", "ecd"], help="roc: which cohort")
