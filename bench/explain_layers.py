@@ -35,21 +35,25 @@ def main() -> None:
     args = parser.parse_args()
 
     from adtransfer import layout
+    from adtransfer.learning.predict import TrainedModel
     from adtransfer.results.explain import run_gradcam
     from adtransfer.results.occlusion import run_occlusion
 
     root, out, model_name = args.results, Path(args.out), args.model
-    model = args.model_file or layout.model_file(model_name, "model.keras", root)
-    metrics = args.metrics or layout.model_file(model_name, "metrics.json", root)
+    trained = TrainedModel(
+        args.model_file or layout.model_file(model_name, "model.keras", root),
+        args.metrics or layout.model_file(model_name, "metrics.json", root),
+        layout.cache(args.cohort, root),
+        layout.splits(args.cohort, root),
+        args.set,
+    )
     predictions = args.predictions or layout.predictions(model_name, root)
-    cache, truth = layout.cache(args.cohort, root), layout.synth_file(args.cohort, "truth_json", root)
+    truth = layout.synth_file(args.cohort, "truth_json", root)
     layers = [x for x in args.layers.split(",") if x]
     rows = []
     start = time.perf_counter()
     g = run_gradcam(
-        model,
-        metrics,
-        cache,
+        trained,
         predictions,
         layers[-1],
         out / "gradcam_summary.json",
@@ -68,11 +72,7 @@ def main() -> None:
     if not args.no_occlusion:
         start = time.perf_counter()
         o = run_occlusion(
-            model,
-            metrics,
-            cache,
-            layout.splits(args.cohort, root),
-            args.set,
+            trained,
             layout.preproc_dir(args.cohort, root),
             out / "occlusion_summary.json",
             out / "occlusion_regions.tsv",

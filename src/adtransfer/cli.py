@@ -28,6 +28,11 @@ def _modality(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _names(value: str) -> list[str]:
+    """A comma-separated list such as mixed5,mixed7 (empty items dropped)."""
+    return [x for x in value.split(",") if x]
+
+
 def _triple(kind: type) -> Callable[[str], tuple]:
     def parse(value: str) -> tuple:
         parts = value.replace(",", "x").split("x")
@@ -42,6 +47,7 @@ def _triple(kind: type) -> Callable[[str], tuple]:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
+    """Generate a synthetic cohort (participants.tsv + NIfTI scans + ground truth)."""
     from adtransfer.inputs.synth import CohortSpec, generate_cohort
 
     spec = CohortSpec.from_config(args.name, args.modality, json.loads(args.spec), args.seed)
@@ -58,6 +64,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
+    """Check a participants table (TSV, CSV or BIDS root) and its scans."""
     from adtransfer.inputs.cohort import validate_cohort
     from adtransfer.io import atomic_output
 
@@ -74,6 +81,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
+    """Preprocess one scan: reorient, register (space native), resample to MNI, normalize, crop."""
     from adtransfer.imaging.grid import Grid
     from adtransfer.imaging.preprocess import PreprocParams, preprocess_subject
     from adtransfer.imaging.registration import RegistrationSettings
@@ -100,6 +108,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_registration_qc(args: argparse.Namespace) -> None:
+    """Registration QC of a native-space cohort: flag subjects below a similarity; exclude or keep them."""
     from adtransfer.imaging.registration import registration_qc
     from adtransfer.io import atomic_output
 
@@ -123,21 +132,15 @@ def cmd_registration_qc(args: argparse.Namespace) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
+    """Gather preprocessed volumes of a cohort into an HDF5 mosaic cache."""
     from adtransfer.imaging.cache import build_cache
 
-    build_cache(
-        args.table,
-        args.preproc_dir,
-        args.output,
-        size=args.size,
-        modality=args.modality,
-        cohort=args.cohort,
-        workers=args.threads,
-    )
+    _call(build_cache, args, out=args.output, workers=args.threads)
     log.info("wrote %s", args.output)
 
 
 def cmd_split(args: argparse.Namespace) -> None:
+    """Subject-level stratified splits: test set, nested training subsets, train/val."""
     from adtransfer.catalog import is_classification_set
     from adtransfer.inputs.cohort import read_validated
     from adtransfer.learning.splits import make_splits, read_fixed_test, write_splits
@@ -162,6 +165,7 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train one model (TensorFlow): pre-training, fine-tuning, scratch or MMSE."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
     from adtransfer.learning.train import TrainSettings, train_model
 
@@ -173,43 +177,33 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict_cohort(args: argparse.Namespace) -> None:
+    """Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict import predict_cohort
 
-    _call(
-        predict_cohort, args, splits_path=args.splits, set_column=args.set, out_tsv=args.out, out_features=args.features
-    )
+    _call(predict_cohort, args, trained=_trained_model(args), out_tsv=args.out, out_features=args.features)
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
+    """Write manifest.json and MODEL_CARD.md beside a trained and evaluated model."""
     from adtransfer.results.bundle import build_manifest, write_bundle
 
-    manifest = _call(build_manifest, args, metrics_json=args.metrics)
+    manifest = _call(build_manifest, args, trained=_trained_model(args))
     write_bundle(manifest, args.manifest, args.model_card)
     log.info("model bundle %s: %s and %s", args.name, args.manifest, args.model_card)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import os
-
+    """Apply a trained model bundle to new scans: P(AD), class, MMSE, Grad-CAM per scan (TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict_scans import predict_scans
 
-    predict_scans(
-        args.inputs,
-        args.model,
-        args.out,
-        mmse_dir=args.mmse_model,
-        modality=args.modality,
-        space=args.space,
-        allow_modality_mismatch=args.allow_modality_mismatch,
-        allow_space_mismatch=args.allow_space_mismatch,
-        with_gradcam=not args.no_gradcam,
-        threads=args.threads,
-    )
+    folders = {"model_dir": args.model, "out_dir": args.out, "mmse_dir": args.mmse_model}
+    _call(predict_scans, args, **folders, with_gradcam=not args.no_gradcam)
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:
+    """Fit the ROI baseline (logistic or ridge) on a split's training subjects."""
     from adtransfer.results.baseline import train_baseline
 
     params = train_baseline(args.cache, args.splits, args.set, args.task, args.out, args.predictions, args.seed)
@@ -223,6 +217,7 @@ def cmd_baseline(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Test-set metrics of one model from its prediction table."""
     from adtransfer.results.evaluate import evaluate, read_predictions, write_json
 
     threshold = args.threshold if args.threshold == "youden" else float(args.threshold)
@@ -252,20 +247,30 @@ def _call(func: Callable, args: argparse.Namespace, **given):
     return func(**{**named, **given})
 
 
+def _trained_model(args: argparse.Namespace):
+    """A step's --model, --metrics, --cache (and --splits, --set where it has them) as one TrainedModel."""
+    from adtransfer.learning.predict import TrainedModel
+
+    return TrainedModel(args.model, args.metrics, args.cache, getattr(args, "splits", None), getattr(args, "set", None))
+
+
 def cmd_gradcam(args: argparse.Namespace) -> None:
+    """Grad-CAM of a CNN on its test subjects, in 2D and back in 3D (TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.explain import run_gradcam
 
-    summary = _call(run_gradcam, args, map_files={"AD": args.map_ad, "NC": args.map_nc}, n_examples=args.examples)
+    maps = {"AD": args.map_ad, "NC": args.map_nc}
+    summary = _call(run_gradcam, args, trained=_trained_model(args), map_files=maps, n_examples=args.examples)
     for layer, entry in summary["layers"].items():
         log.info("Grad-CAM %s, %s: %s", args.model, layer, json.dumps(entry))
 
 
 def cmd_occlusion(args: argparse.Namespace) -> None:
+    """Region occlusion of a CNN classifier on its test subjects (TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.results.occlusion import run_occlusion
 
-    summary = _call(run_occlusion, args, splits_path=args.splits, set_column=args.set)
+    summary = _call(run_occlusion, args, trained=_trained_model(args))
     log.info(
         "occlusion %s: %s s for %s images; ground truth %s",
         args.model,
@@ -276,6 +281,7 @@ def cmd_occlusion(args: argparse.Namespace) -> None:
 
 
 def cmd_explain_baseline(args: argparse.Namespace) -> None:
+    """Coefficient brain map and region ranking of an ROI baseline."""
     import h5py
 
     from adtransfer.imaging.cache import crop_grid_of
@@ -297,6 +303,7 @@ def _results(args: argparse.Namespace):
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
+    """Tables 3-4 with ROI baselines, the pre-specified comparisons (Holm), replicates, MMSE, the summary page."""
     from adtransfer.results.report import write_tables
 
     sentences = write_tables(
@@ -315,6 +322,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
+    """The one-page result (HTML) from the tables, the findings and key figures."""
     from adtransfer.results.report import write_summary_page
 
     write_summary_page(dict(args.table or []), args.findings, args.out, dict(args.figure or []), args.alpha)
@@ -322,12 +330,14 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_explanations(args: argparse.Namespace) -> None:
+    """Grad-CAM, occlusion and ROI coefficients against the ground truth, one table."""
     from adtransfer.results.report import explanation_table, write_table
 
     write_table(explanation_table(_results(args)), args.out, args.markdown)
 
 
 def cmd_explain_figure(args: argparse.Namespace) -> None:
+    """Grad-CAM, region occlusion and the ROI baseline's coefficients of one CNN, side by side."""
     from adtransfer.results.report import explanation_figure
 
     explanation_figure(_results(args), args.model, args.cache, args.out, args.dpi)
@@ -335,6 +345,7 @@ def cmd_explain_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
+    """One report figure from predictions and metrics."""
     from adtransfer.results import report
 
     if args.kind == "tsne":
@@ -350,6 +361,36 @@ def cmd_figure(args: argparse.Namespace) -> None:
 # --- parser --------------------------------------------------------------------------------------------
 
 
+def _add_cohort_data(
+    p: argparse.ArgumentParser,
+    column_help: str = "the split column the model was trained on",
+    *,
+    splits: bool = True,
+    column: bool = True,
+) -> None:
+    """The data a model is trained on: the cohort's cache, its split table and the model's split column."""
+    p.add_argument("--cache", required=True, help="the cohort's HDF5 mosaic cache")
+    if splits:
+        p.add_argument("--splits", required=True, help="the cohort's split table")
+    if column:
+        p.add_argument("--set", required=True, help=column_help)
+
+
+def _add_model_inputs(p: argparse.ArgumentParser, what: str, *, splits: bool = True, column: bool = True) -> None:
+    """A trained CNN and its cohort data, as `_trained_model` reads them (learning.predict.TrainedModel)."""
+    p.add_argument("--model", required=True, help=f"the {what} model.keras")
+    p.add_argument("--metrics", required=True, help="the training job's metrics.json beside it (its settings)")
+    _add_cohort_data(p, splits=splits, column=column)
+
+
+def _add_explanation_outputs(p: argparse.ArgumentParser, summary_help: str) -> None:
+    """What every CNN explanation writes (run_gradcam, run_occlusion): its summary and ranked region table, and on
+    a synthetic cohort the ground truth they are scored against."""
+    p.add_argument("--summary", dest="summary_json", required=True, help=summary_help)
+    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
+    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from adtransfer import __version__
 
@@ -357,13 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"adtransfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
 
-    def add(name: str, func: Callable, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+    def add(name: str, func: Callable) -> argparse.ArgumentParser:
+        """A subcommand: `func` runs it and its docstring is its help."""
+        p = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
         p.set_defaults(func=func)
         p.add_argument("--log", help="also write messages to this log file")
         return p
 
-    p = add("synth", cmd_synth, "Generate a synthetic cohort (participants.tsv + NIfTI scans + ground truth).")
+    p = add("synth", cmd_synth)
     p.add_argument("--name", required=True, help="cohort name; subject ids are NAME0001, NAME0002, ...")
     p.add_argument("--modality", type=_modality, required=True, help="fdg or ecd")
     p.add_argument("--spec", default="{}", help="JSON object: n_ad, n_nc, n_mci and optional model settings")
@@ -371,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threads", type=int, default=1)
 
-    p = add("validate", cmd_validate, "Check a participants table (TSV, CSV or BIDS root) and its scans.")
+    p = add("validate", cmd_validate)
     p.add_argument("table", help="participants table (.tsv/.csv) or a BIDS dataset root")
     p.add_argument("--modality", type=_modality, help="fdg or ecd (recorded in the message)")
     p.add_argument(
@@ -380,11 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-only", action="store_true", help="check the table and file names, open no scan")
     p.add_argument("--out", help="write the normalized table (absolute paths, sha256 per scan) here")
 
-    p = add(
-        "preprocess",
-        cmd_preprocess,
-        "Preprocess one scan: reorient, register (space native), resample to MNI, normalize, crop.",
-    )
+    p = add("preprocess", cmd_preprocess)
     p.add_argument("--input", required=True, help="the subject's NIfTI scan, or a folder with one DICOM series")
     p.add_argument("--output", required=True, help="preprocessed volume (.nii.gz)")
     p.add_argument("--modality", type=_modality, required=True)
@@ -412,11 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registration-qc", help="QC PNG of the scan on the MNI grid with the template brain's outline")
     p.add_argument("--sidecar", help="JSON sidecar with input sha256, parameters, statistics and registration")
 
-    p = add(
-        "registration-qc",
-        cmd_registration_qc,
-        "Registration QC of a native-space cohort: flag subjects below a similarity; exclude or keep them.",
-    )
+    p = add("registration-qc", cmd_registration_qc)
     p.add_argument("--table", required=True, help="validated cohort table (from `adtransfer validate --out`)")
     p.add_argument("--preproc-dir", required=True, help="folder with SUBJECT.json sidecars")
     p.add_argument("--min-similarity", type=float, required=True, help="flag subjects below this similarity")
@@ -424,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the QC table (TSV): similarity, flagged, decision per subject")
     p.add_argument("--included", required=True, help="the cohort table without the excluded subjects (TSV)")
 
-    p = add("cache", cmd_cache, "Gather preprocessed volumes of a cohort into an HDF5 mosaic cache.")
+    p = add("cache", cmd_cache)
     p.add_argument("--table", required=True, help="validated cohort table (from `adtransfer validate --out`)")
     p.add_argument("--preproc-dir", required=True, help="folder with SUBJECT.nii.gz and SUBJECT.json")
     p.add_argument("--output", required=True, help="the .h5 cache")
@@ -433,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort", required=True, help="cohort name")
     p.add_argument("--threads", type=int, default=1)
 
-    p = add("split", cmd_split, "Subject-level stratified splits: test set, nested training subsets, train/val.")
+    p = add("split", cmd_split)
     p.add_argument("--table", required=True, help="validated cohort table (results/cohort/COHORT.tsv)")
     p.add_argument("--out", required=True, help="split table (TSV)")
     p.add_argument("--test-counts", help='JSON, e.g. {"AD": 118, "NC": 149}')
@@ -448,10 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mmse-include-mci", action="store_true", help="MCI subjects enter MMSE regression")
     p.add_argument("--mmse-min", type=float, default=0.0, help="only subjects with MMSE >= this in regression")
 
-    p = add("train", cmd_train, "Train one model (TensorFlow): pre-training, fine-tuning, scratch or MMSE.")
-    p.add_argument("--cache", required=True, help="HDF5 mosaic cache of the cohort")
-    p.add_argument("--splits", required=True, help="split table of the cohort")
-    p.add_argument("--set", required=True, help="split column: n100, nall, mmse_set, ...")
+    p = add("train", cmd_train)
+    _add_cohort_data(p, "split column: n100, nall, mmse_set, ...")
     p.add_argument("--model-out", required=True, help="the trained model (.keras)")
     p.add_argument("--history-out", required=True, help="the per-epoch history (TSV)")
     p.add_argument("--metrics-out", required=True, help="the validation metrics (JSON)")
@@ -464,11 +496,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", help="fine-tune from this model (.keras; new head)")
     p.add_argument("--threads", type=int, default=2)
 
-    def model_args(p: argparse.ArgumentParser, what: str) -> None:
-        """A trained CNN as its two files: the model and the training job's metrics (its settings)."""
-        p.add_argument("--model", required=True, help=f"the {what} model.keras")
-        p.add_argument("--metrics", required=True, help="the training job's metrics.json beside it (its settings)")
-
     def grid_args(p: argparse.ArgumentParser, figure: bool = False, grid_required: bool = True) -> None:
         """A step that reads the model grid's results: the tree, the grid, and (figure) the PNG and its dpi."""
         p.add_argument("--results", default="results", help="results folder (paths as adtransfer.layout builds them)")
@@ -477,11 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dpi", type=int, default=120)
             p.add_argument("--out", required=True, help="the figure (PNG)")
 
-    p = add(
-        "predict",
-        cmd_predict,
-        "Apply a trained model bundle to new scans: P(AD), class, MMSE, Grad-CAM per scan (TensorFlow).",
-    )
+    p = add("predict", cmd_predict)
     p.add_argument("inputs", nargs="+", metavar="SCAN|TABLE", help="NIfTI scans, participants tables or BIDS roots")
     p.add_argument("--model", required=True, help="classification model folder (model.keras + manifest.json)")
     p.add_argument("--mmse-model", help="MMSE regression model folder, for an MMSE estimate")
@@ -495,42 +518,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM PNG and NIfTI (faster)")
     p.add_argument("--threads", type=int, default=2)
 
-    p = add("bundle", cmd_bundle, "Write manifest.json and MODEL_CARD.md beside a trained and evaluated model.")
-    model_args(p, "trained")
+    p = add("bundle", cmd_bundle)
+    _add_model_inputs(p, "trained", column=False)  # the column is the one metrics.json records
     p.add_argument("--manifest", required=True, help="manifest.json to write (beside the model file)")
     p.add_argument("--model-card", required=True, help="MODEL_CARD.md to write")
     p.add_argument("--name", required=True, help="catalog name of the model, e.g. ecd/from_fdg_n160")
     p.add_argument("--test-metrics", required=True, help="the model's results/metrics/{model}.json")
-    p.add_argument("--cache", required=True, help="the cache the model was trained on")
-    p.add_argument("--splits", required=True, help="the cohort's split table")
     p.add_argument("--preproc-sidecar", required=True, help="JSON sidecar of one preprocessed subject of the cohort")
     p.add_argument("--parent", help="catalog name of the model it was fine-tuned from")
     p.add_argument("--gradcam-layer", default="mixed10", help="Grad-CAM layer for predictions on new scans")
     p.add_argument("--synthetic", action="store_true", help="the cohort is the synthetic generator's")
 
-    p = add(
-        "predict-cohort",
-        cmd_predict_cohort,
-        "Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step).",
-    )
-    model_args(p, "trained")
-    p.add_argument("--cache", required=True)
-    p.add_argument("--splits", required=True)
-    p.add_argument("--set", required=True, help="the split column the model was trained on")
+    p = add("predict-cohort", cmd_predict_cohort)
+    _add_model_inputs(p, "trained")
     p.add_argument("--out", required=True, help="prediction table (TSV)")
     p.add_argument("--features", required=True, help="FC-layer features (HDF5), for t-SNE")
     p.add_argument("--threads", type=int, default=2)
 
-    p = add("baseline", cmd_baseline, "Fit the ROI baseline (logistic or ridge) on a split's training subjects.")
-    p.add_argument("--cache", required=True)
-    p.add_argument("--splits", required=True)
-    p.add_argument("--set", required=True, help="the split column of the matching CNN")
+    p = add("baseline", cmd_baseline)
+    _add_cohort_data(p, "the split column of the matching CNN")
     p.add_argument("--task", choices=["classify", "mmse"], required=True)
     p.add_argument("--out", required=True, help="model JSON")
     p.add_argument("--predictions", required=True, help="prediction table (TSV) of every subject")
     p.add_argument("--seed", type=int, default=0)
 
-    p = add("evaluate", cmd_evaluate, "Test-set metrics of one model from its prediction table.")
+    p = add("evaluate", cmd_evaluate)
     p.add_argument("--predictions", required=True)
     p.add_argument("--task", choices=["classify", "mmse"], required=True)
     p.add_argument("--out", required=True, help="metrics JSON")
@@ -539,47 +551,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", default="0.5", help="P(AD) threshold, or 'youden' (chosen on validation)")
 
-    p = add("gradcam", cmd_gradcam, "Grad-CAM of a CNN on its test subjects, in 2D and back in 3D (TensorFlow).")
-    model_args(p, "classifier's")
-    p.add_argument("--cache", required=True)
+    p = add("gradcam", cmd_gradcam)
+    _add_model_inputs(p, "classifier's", splits=False, column=False)  # its test subjects: the prediction table's
     p.add_argument("--predictions", required=True)
     p.add_argument("--layer", required=True, help="e.g. mixed10 (paper) or mixed7 (small inputs)")
-    p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (map size, ground truth)")
-    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
+    _add_explanation_outputs(p, "summary JSON (map size, ground truth)")
     p.add_argument("--map-ad", required=True, help="mean AD map (NIfTI on the MNI grid)")
     p.add_argument("--map-nc", required=True, help="mean NC map (NIfTI on the MNI grid)")
     p.add_argument("--examples-png", required=True)
     p.add_argument("--means-png", required=True)
-    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
     p.add_argument("--examples", type=int, default=2, help="example subjects per class")
     p.add_argument(
         "--score-layers",
-        type=lambda v: [x for x in v.split(",") if x],
+        type=_names,
         default=[],
         help="comma-separated further layers scored against --truth (no figures)",
     )
     p.add_argument("--threads", type=int, default=2)
 
-    p = add("occlusion", cmd_occlusion, "Region occlusion of a CNN classifier on its test subjects (TensorFlow).")
-    model_args(p, "classifier's")
-    p.add_argument("--cache", required=True, help="the cohort's cache (subjects, labels, scan hashes, crop grid)")
-    p.add_argument("--splits", required=True)
-    p.add_argument("--set", required=True, help="the split column the model was trained on (NC reference)")
+    p = add("occlusion", cmd_occlusion)
+    _add_model_inputs(p, "classifier's")  # the split column: its NC training subjects are the reference
     p.add_argument("--preproc-dir", required=True, help="folder with the preprocessed SUBJECT.nii.gz and .json")
-    p.add_argument("--summary", dest="summary_json", required=True, help="summary JSON (subjects, time, ground truth)")
-    p.add_argument("--regions", dest="regions_tsv", required=True, help="region table (TSV)")
+    _add_explanation_outputs(p, "summary JSON (subjects, time, ground truth)")
     p.add_argument("--nifti", required=True, help="drop in P(AD) per region (NIfTI on the MNI grid)")
     p.add_argument("--png", required=True, help="brain-map figure")
-    p.add_argument("--truth", dest="truth_json", help="ground_truth.json of a synthetic cohort")
-    p.add_argument(
-        "--classes",
-        type=lambda v: [x for x in v.split(",") if x],
-        default=["AD"],
-        help="test subjects occluded: AD (default) or AD,NC",
-    )
+    p.add_argument("--classes", type=_names, default=["AD"], help="test subjects occluded: AD (default) or AD,NC")
     p.add_argument("--threads", type=int, default=2)
 
-    p = add("explain-baseline", cmd_explain_baseline, "Coefficient brain map and region ranking of an ROI baseline.")
+    p = add("explain-baseline", cmd_explain_baseline)
     p.add_argument("--model", required=True, help="baseline model JSON")
     p.add_argument("--cache", required=True, help="the cohort's cache (for the crop grid)")
     p.add_argument("--summary", required=True, help="summary JSON (ground-truth scores)")
@@ -588,11 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", required=True)
     p.add_argument("--truth", help="ground_truth.json of a synthetic cohort")
 
-    p = add(
-        "tables",
-        cmd_tables,
-        "Tables 3-4 with ROI baselines, the pre-specified comparisons (Holm), replicates, MMSE, the summary page.",
-    )
+    p = add("tables", cmd_tables)
     grid_args(p)
     p.add_argument(
         "--table",
@@ -614,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ground_truth.json of a synthetic cohort (fdg or ecd role): the summary says what kind it is (repeat)",
     )
 
-    p = add("summary", cmd_summary, "The one-page result (HTML) from the tables, the findings and key figures.")
+    p = add("summary", cmd_summary)
     p.add_argument("--table", nargs=2, action="append", metavar=("NAME", "TSV"), help="a table `tables` wrote (repeat)")
     p.add_argument("--findings", required=True, help="the findings `tables` wrote")
     p.add_argument("--out", required=True, help="summary page (HTML)")
@@ -623,25 +618,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--figure", nargs=2, action="append", metavar=("CAPTION", "PNG"), help="a figure to show inline (repeat)"
     )
 
-    p = add(
-        "explanations",
-        cmd_explanations,
-        "Grad-CAM, occlusion and ROI coefficients against the ground truth, one table.",
-    )
+    p = add("explanations", cmd_explanations)
     grid_args(p)
     p.add_argument("--out", required=True, help="the table (TSV)")
     p.add_argument("--markdown", required=True, help="the table for people (Markdown)")
 
-    p = add(
-        "explain-figure",
-        cmd_explain_figure,
-        "Grad-CAM, region occlusion and the ROI baseline's coefficients of one CNN, side by side.",
-    )
+    p = add("explain-figure", cmd_explain_figure)
     grid_args(p, figure=True)
     p.add_argument("--model", required=True, help="CNN classifier name, e.g. fdg/n160")
     p.add_argument("--cache", required=True, help="the model's cohort cache (for the crop grid)")
 
-    p = add("figure", cmd_figure, "One report figure from predictions and metrics.")
+    p = add("figure", cmd_figure)
     p.add_argument("kind", choices=["roc", "sample-size", "mmse", "learning", "tsne"])
     grid_args(p, figure=True, grid_required=False)  # tsne reads one features file, no grid
     p.add_argument("--role", choices=["fdg", "ecd"], help="roc: which cohort")

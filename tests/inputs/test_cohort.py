@@ -44,6 +44,26 @@ def valid_rows() -> list[tuple]:
     ]
 
 
+def with_cell(rows: list[tuple], row: int, column: str, value: str) -> list[tuple]:
+    """`rows` with one cell replaced (`row` counts data rows from 0)."""
+    i = HEADER.index(column)
+    return [r[:i] + (value,) + r[i + 1 :] if n == row else r for n, r in enumerate(rows)]
+
+
+def table_with(tmp_path: Path, row: int, column: str, value: str) -> Path:
+    """The valid table with one cell replaced."""
+    return write_table(tmp_path / "participants.tsv", with_cell(valid_rows(), row, column, value))
+
+
+def cell_error(tmp_path: Path, row: int, column: str, value: str) -> str:
+    """The message for one bad cell of the valid table, checked to name the table, the row as the file counts
+    it (the header is row 1) and the subject."""
+    table = table_with(tmp_path, row, column, value)
+    msg = table_error(table)
+    assert f"{table} row {row + 2} (subject {valid_rows()[row][0]})" in msg
+    return msg
+
+
 def make_cohort(folder: Path, rows: list[tuple] | None = None, name: str = "participants.tsv") -> Path:
     """Write the table and a valid random scan for every relative .nii/.nii.gz path in it."""
     rows = valid_rows() if rows is None else rows
@@ -81,9 +101,7 @@ def test_missing_required_column(tmp_path, column):
 
 
 def test_duplicate_subject_id(tmp_path):
-    rows = valid_rows()
-    rows[2] = ("sub-01",) + rows[2][1:]
-    table = write_table(tmp_path / "participants.tsv", rows)
+    table = table_with(tmp_path, 2, "subject_id", "sub-01")
     msg = table_error(table)
     assert str(table) in msg
     assert "duplicate" in msg
@@ -92,17 +110,13 @@ def test_duplicate_subject_id(tmp_path):
 
 
 def test_duplicate_subject_id_after_stripping_spaces(tmp_path):
-    rows = valid_rows()
-    rows[1] = (" sub-01 ",) + rows[1][1:]
-    msg = table_error(write_table(tmp_path / "participants.tsv", rows))
+    msg = table_error(table_with(tmp_path, 1, "subject_id", " sub-01 "))
     assert "duplicate subject_id 'sub-01' in rows 2, 3" in msg
 
 
 @pytest.mark.parametrize("bad_id", ["sub 01", "sub/01", "sub.01", "../sub01", "sub-é1"])
 def test_subject_id_with_forbidden_characters(tmp_path, bad_id):
-    rows = valid_rows()
-    rows[1] = (bad_id,) + rows[1][1:]
-    table = write_table(tmp_path / "participants.tsv", rows)
+    table = table_with(tmp_path, 1, "subject_id", bad_id)
     msg = table_error(table)
     assert f"{table} row 3" in msg
     assert f"'{bad_id}'" in msg
@@ -111,37 +125,21 @@ def test_subject_id_with_forbidden_characters(tmp_path, bad_id):
 
 @pytest.mark.parametrize("label", ["Alzheimer", "dementia", "AD?", "1"])
 def test_unknown_diagnosis(tmp_path, label):
-    rows = valid_rows()
-    rows[0] = (rows[0][0], label) + rows[0][2:]
-    table = write_table(tmp_path / "participants.tsv", rows)
-    msg = table_error(table)
-    assert f"{table} row 2 (subject sub-01)" in msg
-    assert f"unknown diagnosis '{label}'" in msg
+    assert f"unknown diagnosis '{label}'" in cell_error(tmp_path, 0, "diagnosis", label)
 
 
 def test_empty_diagnosis(tmp_path):
-    rows = valid_rows()
-    rows[1] = (rows[1][0], "") + rows[1][2:]
-    msg = table_error(write_table(tmp_path / "participants.tsv", rows))
-    assert "row 3 (subject sub-02)" in msg
-    assert "diagnosis is empty" in msg
+    assert "diagnosis is empty" in cell_error(tmp_path, 1, "diagnosis", "")
 
 
 @pytest.mark.parametrize(("value", "shown"), [("31", "31"), ("-1", "-1"), ("30.5", "30.5"), ("100", "100")])
 def test_mmse_out_of_range(tmp_path, value, shown):
-    rows = valid_rows()
-    rows[1] = rows[1][:2] + (value,) + rows[1][3:]
-    table = write_table(tmp_path / "participants.tsv", rows)
-    msg = table_error(table)
-    assert f"{table} row 3 (subject sub-02)" in msg
-    assert f"mmse {shown} is outside 0-30" in msg
+    assert f"mmse {shown} is outside 0-30" in cell_error(tmp_path, 1, "mmse", value)
 
 
 @pytest.mark.parametrize("value", ["0", "30", "", "NA", "n/a", "27.5"])
 def test_mmse_in_range_or_empty_is_accepted(tmp_path, value):
-    rows = valid_rows()
-    rows[1] = rows[1][:2] + (value,) + rows[1][3:]
-    df = read_participants(write_table(tmp_path / "participants.tsv", rows))
+    df = read_participants(table_with(tmp_path, 1, "mmse", value))
     got = df.loc[df["subject_id"] == "sub-02", "mmse"].item()
     if value in ("", "NA", "n/a"):
         assert np.isnan(got)
@@ -151,20 +149,11 @@ def test_mmse_in_range_or_empty_is_accepted(tmp_path, value):
 
 @pytest.mark.parametrize("value", ["abc", "twenty", "2O", "27,5"])
 def test_mmse_not_a_number(tmp_path, value):
-    rows = valid_rows()
-    rows[0] = rows[0][:2] + (value,) + rows[0][3:]
-    table = write_table(tmp_path / "participants.tsv", rows)
-    msg = table_error(table)
-    assert f"{table} row 2 (subject sub-01)" in msg
-    assert f"mmse '{value}' is not a number" in msg
+    assert f"mmse '{value}' is not a number" in cell_error(tmp_path, 0, "mmse", value)
 
 
 def test_mmse_infinite(tmp_path):
-    rows = valid_rows()
-    rows[0] = rows[0][:2] + ("inf",) + rows[0][3:]
-    msg = table_error(write_table(tmp_path / "participants.tsv", rows))
-    assert "row 2 (subject sub-01)" in msg
-    assert "not a finite number" in msg
+    assert "not a finite number" in cell_error(tmp_path, 0, "mmse", "inf")
 
 
 def test_header_only_table(tmp_path):
@@ -190,9 +179,7 @@ def test_table_does_not_exist(tmp_path):
 
 
 def test_several_defects_are_reported_together(tmp_path):
-    rows = valid_rows()
-    rows[0] = rows[0][:2] + ("31",) + rows[0][3:]
-    rows[2] = (rows[2][0], "Alzheimer") + rows[2][2:]
+    rows = with_cell(with_cell(valid_rows(), 0, "mmse", "31"), 2, "diagnosis", "Alzheimer")
     with pytest.raises(InputError) as excinfo:
         read_participants(write_table(tmp_path / "participants.tsv", rows))
     msg = str(excinfo.value)
@@ -274,9 +261,7 @@ SCAN_DEFECTS = {
 @pytest.mark.parametrize("kind", list(SCAN_DEFECTS))
 def test_scan_defect_names_subject_row_file_and_defect(tmp_path, kind):
     rel, writer, words = SCAN_DEFECTS[kind]
-    rows = valid_rows()
-    rows[1] = rows[1][:3] + (rel,)
-    table = make_cohort(tmp_path, rows)
+    table = make_cohort(tmp_path, with_cell(valid_rows(), 1, "path", rel))
     scan = tmp_path / rel
     writer(scan)
     msg = table_error(table, classify=True)

@@ -19,6 +19,7 @@ import pytest
 from cli_helpers import run_steps_without
 
 from adtransfer.errors import InputError
+from adtransfer.learning.predict import TrainedModel
 from adtransfer.results.bundle import build_manifest, read_manifest, write_bundle
 from adtransfer.results.evaluate import MOSAIC_COLUMNS, evaluate, read_predictions, write_json
 
@@ -42,6 +43,13 @@ def cohort_table(tiny_cache) -> Path:
 
 def first_sidecar(tiny_cache) -> Path:
     return sorted((tiny_cache["dir"] / "preproc").glob("*.json"))[0]
+
+
+def trained_model(tiny_cache, folder: Path, column: str | None = None) -> TrainedModel:
+    """A model folder as training leaves it (model.keras, metrics.json), on the tiny cohort."""
+    return TrainedModel(
+        folder / "model.keras", folder / "metrics.json", tiny_cache["cache"], tiny_cache["splits"], column
+    )
 
 
 def write_test_metrics(tiny_cache, folder: Path, task: str = "classify") -> Path:
@@ -78,11 +86,8 @@ def placeholder_model(tiny_cache, folder: Path, task: str = "classify") -> Path:
 def bundle(tiny_cache, folder: Path, task: str = "classify", parent: str | None = None) -> dict:
     manifest = build_manifest(
         "fdg/n12" if task == "classify" else "mmse/fdg",
-        folder / "model.keras",
-        folder / "metrics.json",
+        trained_model(tiny_cache, folder),
         test_metrics=write_test_metrics(tiny_cache, folder, task),
-        cache=tiny_cache["cache"],
-        splits=tiny_cache["splits"],
         preproc_sidecar=first_sidecar(tiny_cache),
         parent=parent,
         gradcam_layer="mixed7",
@@ -158,11 +163,8 @@ def test_bundle_refuses_a_sidecar_of_other_preprocessing(placeholder, tiny_cache
     with pytest.raises(InputError, match="differ from those of the cache"):
         build_manifest(
             "fdg/n12",
-            placeholder / "model.keras",
-            placeholder / "metrics.json",
+            trained_model(tiny_cache, placeholder),
             test_metrics=placeholder / "test_metrics.json",
-            cache=tiny_cache["cache"],
-            splits=tiny_cache["splits"],
             preproc_sidecar=tmp_path / "s.json",
         )
 
@@ -269,15 +271,7 @@ def trained_bundle(tiny_cache, root: Path, task: str, pretrained: Path | None = 
     folder = root / task
     column = "n12" if task == "classify" else "mmse_set"
     train(tiny_cache, folder, column=column, task=task, epochs=1, pretrained=pretrained)
-    pred = predict_cohort(
-        folder / "model.keras",
-        folder / "metrics.json",
-        tiny_cache["cache"],
-        tiny_cache["splits"],
-        column,
-        root / f"{task}.tsv",
-        root / f"{task}.h5",
-    )
+    pred = predict_cohort(trained_model(tiny_cache, folder, column), root / f"{task}.tsv", root / f"{task}.h5")
     bundle(tiny_cache, folder, task, parent="fdg/n12" if pretrained else None)
     return folder, pred.set_index("subject_id")
 

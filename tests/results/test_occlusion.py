@@ -84,11 +84,12 @@ def test_regions_outside_the_crop_are_not_measurable_rather_than_zero(crop_grid)
 @pytest.mark.parametrize("classes", [["NC"], []])
 def test_occlusion_classes_must_start_with_ad(classes, tmp_path):
     from adtransfer.errors import InputError
+    from adtransfer.learning.predict import TrainedModel
     from adtransfer.results.occlusion import run_occlusion
 
     with pytest.raises(InputError, match="start with AD"):
         out = [tmp_path / name for name in ("s.json", "r.tsv", "o.nii.gz", "x.png")]
-        run_occlusion("m.keras", "m.json", "c.h5", "s.tsv", "n1", tmp_path, *out, classes=classes)
+        run_occlusion(TrainedModel("m.keras", "m.json", "c.h5", "s.tsv", "n1"), tmp_path, *out, classes=classes)
 
 
 def test_rebuilding_only_the_touched_tiles_equals_rebuilding_the_mosaics(crop_grid):

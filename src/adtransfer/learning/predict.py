@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -41,24 +43,39 @@ def model_settings(metrics: str | os.PathLike) -> dict:
     }
 
 
-def load_trained(model: str | os.PathLike, metrics: str | os.PathLike, threads: int = 2):
-    """A trained model (model.keras; TensorFlow set up for this job) and the settings prediction needs (from its
-    training metrics.json)."""
-    from adtransfer.learning.train import configure_tensorflow
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained CNN and the cohort data it was trained on, as the steps that apply it take them (predict-cohort,
+    gradcam, occlusion, bundle): model.keras, the training job's metrics.json (its settings), the cohort's cache
+    and, where a step reads them, the split table and the model's split column (gradcam finds its test subjects
+    in the prediction table; the bundle reads the column from metrics.json)."""
 
-    settings = model_settings(metrics)
-    configure_tensorflow(0, threads)
-    import keras
+    model: str | os.PathLike
+    metrics: str | os.PathLike
+    cache: str | os.PathLike
+    splits: str | os.PathLike | None = None
+    set_column: str | None = None
 
-    return keras.saving.load_model(Path(model), compile=False, safe_mode=True), settings
+    def load(self, threads: int = 2):
+        """The Keras model (TensorFlow set up for this job) and the settings prediction needs (`model_settings`)."""
+        from adtransfer.learning.train import configure_tensorflow
+
+        settings = model_settings(self.metrics)
+        configure_tensorflow(0, threads)
+        import keras
+
+        return keras.saving.load_model(Path(self.model), compile=False, safe_mode=True), settings
+
+    def membership(self, cache_ids: Sequence[str]) -> np.ndarray:
+        """Each cache row's split membership for the model's column: "train", "val", "test" or ""."""
+        if self.splits is None or self.set_column is None:
+            raise ValueError(f"{self.model}: no split table and column given")
+        member = split_membership(read_splits(self.splits), self.set_column)
+        return per_cache_row(member, cache_ids, self.cache, f"subjects of {self.splits}")
 
 
 def predict_cohort(
-    model: str | os.PathLike,
-    metrics: str | os.PathLike,
-    cache: str | os.PathLike,
-    splits_path: str | os.PathLike,
-    set_column: str,
+    trained: TrainedModel,
     out_tsv: str | os.PathLike,
     out_features: str | os.PathLike,
     threads: int = 2,
@@ -68,13 +85,13 @@ def predict_cohort(
 
     from adtransfer.learning.model import FC_FEATURES_LAYER
 
-    net, settings = load_trained(model, metrics, threads)
+    net, settings = trained.load(threads)
     # one pass gives both the prediction and the FC features
     probe = keras.Model(net.input, [net.output, net.get_layer(FC_FEATURES_LAYER).output])
-    member = split_membership(read_splits(splits_path), set_column)
 
-    with h5py.File(cache, "r") as h5:
+    with h5py.File(trained.cache, "r") as h5:
         ids = h5["subject_id"].asstr()[()]
+        split = trained.membership(ids)  # before the predictions: a bad split table fails fast
         n = len(ids)
         outputs, feats = [], []
         for start in range(0, n, chunk_subjects):  # bounded memory at any cohort and mosaic size
@@ -94,7 +111,7 @@ def predict_cohort(
         {
             "subject_id": ids,
             "diagnosis": diagnosis,
-            "split": per_cache_row(member, ids, cache, f"subjects of {splits_path}"),
+            "split": split,
             "target": target,
         }
     )
@@ -112,6 +129,6 @@ def predict_cohort(
         "predicted %d subjects (%s) with %s",
         n,
         ", ".join(f"{k or 'unused'} {v}" for k, v in pred["split"].value_counts().items()),
-        model,
+        trained.model,
     )
     return pred

@@ -14,6 +14,7 @@ import os
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import jsonschema
@@ -25,6 +26,9 @@ from adtransfer.errors import InputError
 from adtransfer.io import sha256_file, write_text
 from adtransfer.learning.splits import read_splits
 from adtransfer.schemas import load_schema
+
+if TYPE_CHECKING:
+    from adtransfer.learning.predict import TrainedModel
 
 MANIFEST = "manifest.json"
 MODEL_CARD = "MODEL_CARD.md"
@@ -66,20 +70,18 @@ def training_counts(cache: str | os.PathLike, splits: pd.DataFrame, set_column: 
 
 def build_manifest(
     name: str,
-    model: str | os.PathLike,
-    metrics_json: str | os.PathLike,
+    trained: TrainedModel,
     *,
     test_metrics: str | os.PathLike,
-    cache: str | os.PathLike,
-    splits: str | os.PathLike,
     preproc_sidecar: str | os.PathLike,
     parent: str | None = None,
     gradcam_layer: str = "mixed10",
     synthetic: bool = False,
 ) -> dict:
-    """The manifest of one trained CNN, from the files the workflow wrote for it (nothing retyped)."""
-    model = Path(model)
-    metrics = _read_json(metrics_json, "the model's training metrics")
+    """The manifest of one trained CNN, from the files the workflow wrote for it (nothing retyped; the split
+    column is the one its metrics.json records)."""
+    model, cache = Path(trained.model), trained.cache
+    metrics = _read_json(trained.metrics, "the model's training metrics")
     settings = metrics["settings"]
     sidecar = _read_json(preproc_sidecar, "a preprocessing sidecar")
     with h5py.File(cache, "r") as h5:
@@ -117,7 +119,7 @@ def build_manifest(
             "n_train": int(metrics["n_train"]),
             "n_val": int(metrics["n_val"]),
             "epochs_run": int(metrics.get("epochs_run", 0)),
-            "counts": training_counts(cache, read_splits(splits), metrics["set"]),
+            "counts": training_counts(cache, read_splits(trained.splits), metrics["set"]),
             "settings": settings,
             "validation": validation,
         },

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import TYPE_CHECKING
 
 import h5py
 import nibabel as nib
@@ -35,6 +36,9 @@ from adtransfer.imaging.roi import atlas_in
 from adtransfer.io import atomic_output, write_text
 from adtransfer.learning.data import scale
 from adtransfer.results.truth import truth_scores
+
+if TYPE_CHECKING:
+    from adtransfer.learning.predict import TrainedModel
 
 
 def class_score_model(net, layer: str):
@@ -170,9 +174,7 @@ def class_volumes(maps: np.ndarray, labels: np.ndarray, crop_grid: Grid) -> dict
 
 
 def run_gradcam(
-    model: str | os.PathLike,
-    metrics: str | os.PathLike,
-    cache: str | os.PathLike,
+    trained: TrainedModel,
     predictions: str | os.PathLike,
     layer: str,
     summary_json: str | os.PathLike,
@@ -191,19 +193,18 @@ def run_gradcam(
     `layer`'s)."""
     from adtransfer.imaging.templates import MNI_2MM
     from adtransfer.io import save_nifti
-    from adtransfer.learning.predict import load_trained
     from adtransfer.results.figures import overlay_rows
 
-    net, settings = load_trained(model, metrics, threads)
+    net, settings = trained.load(threads)
     layers = [layer] + [name for name in score_layers if name != layer]
     for name in layers:
         try:
             net.get_layer(name)
         except ValueError:
             raise InputError(
-                f"{model}: no layer {name!r} for Grad-CAM (explain.gradcam_layer / gradcam_score_layers)"
+                f"{trained.model}: no layer {name!r} for Grad-CAM (explain.gradcam_layer / gradcam_score_layers)"
             ) from None
-    test, mosaics, attrs = load_test_mosaics(cache, predictions)
+    test, mosaics, attrs = load_test_mosaics(trained.cache, predictions)
     n, k, size, _ = mosaics.shape
     labels = test["target"].to_numpy(int)
     x = scale(mosaics.reshape(-1, size, size, 1), settings["intensity_range"])

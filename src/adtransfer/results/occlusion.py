@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -33,6 +34,9 @@ from adtransfer.errors import InputError
 from adtransfer.imaging.grid import Grid, uncrop
 from adtransfer.imaging.mosaic import N_SETS, TILES, make_mosaics, resize_tile, slice_image
 from adtransfer.io import atomic_output, write_text
+
+if TYPE_CHECKING:
+    from adtransfer.learning.predict import TrainedModel
 
 log = logging.getLogger("adtransfer")
 
@@ -178,11 +182,7 @@ def select_subjects(member: np.ndarray, labels: np.ndarray, classes: Sequence[st
 
 
 def run_occlusion(
-    model: str | os.PathLike,
-    metrics: str | os.PathLike,
-    cache: str | os.PathLike,
-    splits_path: str | os.PathLike,
-    set_column: str,
+    trained: TrainedModel,
     preproc_dir: str | os.PathLike,
     summary_json: str | os.PathLike,
     regions_tsv: str | os.PathLike,
@@ -196,33 +196,31 @@ def run_occlusion(
     """Region occlusion of one CNN classifier on its test subjects: occlusion_regions.tsv (ranked),
     occlusion_AD.nii.gz (mean AD drop per region on the MNI grid, NaN where not measured), a brain-map PNG and
     occlusion_summary.json (subjects, time, images, and on synthetic cohorts the ground-truth scores)."""
-    from adtransfer.imaging.cache import crop_grid_of, per_cache_row, read_cache
+    from adtransfer.imaging.cache import crop_grid_of, read_cache
     from adtransfer.imaging.grid import crop
     from adtransfer.imaging.templates import MNI_2MM, load_templates
     from adtransfer.io import save_nifti
     from adtransfer.learning.data import scale
-    from adtransfer.learning.predict import load_trained
-    from adtransfer.learning.splits import read_splits, split_membership
     from adtransfer.results.figures import brain_map_figure
     from adtransfer.results.truth import truth_scores
 
     classes = list(classes)
     if not classes or classes[0] != "AD" or not set(classes) <= {"AD", "NC"}:
         raise InputError(f"occlusion classes must start with AD (AD, or AD and NC), got {classes}")
-    data = read_cache(cache, with_mosaics=False)
+    data = read_cache(trained.cache, with_mosaics=False)
     ids, labels_dx = np.asarray(data["subject_id"]), np.asarray(data["label"]).astype(int)
     crop_grid = crop_grid_of(data["attrs"])
     size = int(data["attrs"]["mosaic_size"])
-    member = per_cache_row(
-        split_membership(read_splits(splits_path), set_column), ids, cache, f"subjects of {splits_path}"
-    )
+    member = trained.membership(ids)
     reference_sel, test_sel = select_subjects(member, labels_dx, classes)
     reference_ids, test_ids, targets = ids[reference_sel], ids[test_sel], labels_dx[test_sel]
     wanted = [{"AD": 1, "NC": 0}[c] for c in classes]
     if len(reference_ids) == 0:
-        raise InputError(f"{splits_path}: no NC training subjects in {set_column} for the occlusion reference")
+        raise InputError(
+            f"{trained.splits}: no NC training subjects in {trained.set_column} for the occlusion reference"
+        )
     if not (targets == 1).any():
-        raise InputError(f"{splits_path}: no AD test subjects to occlude")
+        raise InputError(f"{trained.splits}: no AD test subjects to occlude")
     sha = dict(zip(ids, data["sha256"], strict=True))
     preproc_dir = Path(preproc_dir)
     reference = mean_volume(preproc_dir, reference_ids, sha, crop_grid.shape)
@@ -230,9 +228,11 @@ def run_occlusion(
 
     labels, inventory = region_inventory(crop_grid)
     measured = inventory[inventory["measurable"]]
-    net, settings = load_trained(model, metrics, threads)
+    net, settings = trained.load(threads)
     if settings["task"] != "classify":
-        raise InputError(f"{model}: occlusion needs a classifier (P(AD)); this model's task is {settings['task']}")
+        raise InputError(
+            f"{trained.model}: occlusion needs a classifier (P(AD)); this model's task is {settings['task']}"
+        )
     batch = settings["batch_size"]
 
     def predict(mosaics: np.ndarray) -> np.ndarray:  # predict_on_batch: no tf.data pipeline built per call
@@ -247,7 +247,7 @@ def run_occlusion(
     n_images = len(volumes) * 3 * (len(measured) + 1)
     log.info(
         "occlusion %s: %d subjects x %d regions x 3 mosaics = %d images in %.1f s (%.1f images/s)",
-        model,
+        trained.model,
         len(volumes),
         len(measured),
         n_images,
@@ -277,7 +277,7 @@ def run_occlusion(
     )
     summary: dict = {
         "method": "region occlusion",
-        "set": set_column,
+        "set": trained.set_column,
         "mosaic_size": size,
         "reference": {"what": "mean of the NC training subjects", "n": int(len(reference_ids))},
         "n_test": {c: int((targets == code).sum()) for c, code in zip(classes, wanted, strict=True)},
