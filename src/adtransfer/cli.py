@@ -309,6 +309,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
         seed=args.seed,
         alpha=args.alpha,
         truths=dict(args.truth or []),
+        registration_qc=dict(args.registration_qc or []),
     )
     for sentence in sentences:
         print(sentence)
@@ -612,6 +613,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar=("ROLE", "JSON"),
         help="ground_truth.json of a synthetic cohort (fdg or ecd role): the summary says what kind it is (repeat)",
+    )
+    p.add_argument(
+        "--registration-qc",
+        nargs=2,
+        action="append",
+        metavar=("COHORT", "TSV"),
+        help="registration QC table of a native-space cohort: the summary lists its flagged subjects (repeat)",
     )
 
     p = add("summary", cmd_summary, "The one-page result (HTML) from the tables, the findings and key figures.")

@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, job_counts, snakemake, tiny_training_config, train_jobs, write_config
+from workflow_helpers import (
+    ROOT,
+    job_blocks,
+    job_counts,
+    snakemake,
+    tiny_training_config,
+    train_jobs,
+    write_config,
+)
 
 
 def test_default_config_dry_run(tmp_path):
@@ -192,6 +200,25 @@ def test_native_cohort_run_excludes_flagged_subjects(tmp_path):
     with h5py.File(tmp_path / "results" / "cache" / "spect.h5") as h5:
         cached = {s.decode() for s in h5["subject_id"][()]}
     assert cached == set(qc["subject_id"]) - low
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_summary_reads_the_registration_qc_of_native_cohorts_only(tmp_path, native):
+    """The findings list a native-space cohort's flagged subjects: its QC table is an input of `tables` and passed
+    to it; an MNI-space cohort has no registration and no QC table."""
+    cfg = tiny_training_config()
+    if native:
+        cfg["cohorts"]["ecd"]["space"] = "native"
+    proc = snakemake(tmp_path, write_config(tmp_path / "c.yaml", cfg), "results/tables/summary.md", "-n", "-p")
+    (block,) = [b for b in job_blocks(proc.stdout) if re.search(r"^rule tables:", b, re.M)]
+    inputs = re.search(r"^\s*input: (.*)$", block, re.M)[1]
+    if native:
+        assert "--registration-qc ecd results/qc/ecd/registration.tsv" in block
+        assert "results/qc/ecd/registration.tsv" in inputs.split(", ")
+        assert job_counts(proc.stdout)["registration_qc"] == 1
+    else:
+        assert "registration" not in block and "registration_qc" not in job_counts(proc.stdout)
+    assert "results/qc/fdg/" not in block
 
 
 def _layout_files(cfg: dict) -> set[str]:

@@ -241,6 +241,14 @@ def synthetic_truths():
     return {r: layout.synth_file(c, "truth_json") for r, c in ROLE_COHORT.items() if is_synthetic(c)}
 
 
+def registration_qc_tables():
+    """Cohort -> registration QC table, for the training grid's native-space cohorts (what the summary lists);
+    MNI-space cohorts are not registered and have none."""
+    if not SPLITS:
+        return {}
+    return {c: layout.registration_qc(c) for c in dict.fromkeys(ROLE_COHORT.values()) if space_of(c) == "native"}
+
+
 def truth_of(model):
     """The generator's ground truth for a synthetic cohort (Grad-CAM and baseline checks); [] for real data."""
     cohort = cohort_of(model)
