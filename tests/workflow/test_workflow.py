@@ -4,6 +4,7 @@ incremental reruns are in test_workflow_full.py (one trained run shared by every
 from __future__ import annotations
 
 import re
+import zipfile
 
 import h5py
 import numpy as np
@@ -191,6 +192,13 @@ def test_native_cohort_run_excludes_flagged_subjects(tmp_path):
     sidecar = yaml.safe_load((tmp_path / "results" / "preproc" / "spect" / "spect0001.json").read_text())
     assert np.array(sidecar["registration"]["affine_scanner_to_mni"]).shape == (4, 4)
     assert (tmp_path / "results" / "preproc" / "spect" / "registration" / "spect0001.png").exists()
+    # the Snakemake report shows the QC table and every subject's registration image
+    snakemake(tmp_path, _native_config(tmp_path, 0.999, "keep"), "--report", "report.zip", timeout=300)
+    with zipfile.ZipFile(tmp_path / "report.zip") as zf:
+        shown = {name.rsplit("/", 1)[1] for name in zf.namelist() if "/data/raw/" in name}
+        page = zf.read("report/report.html").decode()
+    assert shown == {"registration.tsv"} | {f"{s}.png" for s in qc["subject_id"]}, shown
+    assert "Registration: spect" in page and "Registration QC image of one subject" in page
     # exclude at a threshold between the subjects' similarities: only QC and cache rerun, without the low ones
     threshold = float(qc["similarity"].median())
     low = set(qc.loc[qc["similarity"] < threshold, "subject_id"])
