@@ -398,8 +398,8 @@ def test_direct_steps_equal_the_nipype_workflow_bit_for_bit(case, fdg_cohort, ec
     params = PreprocParams("ecd_spect" if case == "ecd" else "fdg_pet", crop_grid)
     direct, direct_mni = run_steps(params, str(scan), "who")
     (tmp_path / "work").mkdir()
-    nodes, nodes_mni, registration = run_workflow(params, str(scan), "who", str(tmp_path / "work"))
-    assert registration == {"space": "mni", "registered": False}
+    nodes, nodes_mni, records = run_workflow(params, str(scan), "who", str(tmp_path / "work"))
+    assert records == {"registration": {"space": "mni", "registered": False}}
     for a, b in ((direct, nodes), (direct_mni, nodes_mni)):
         assert a.dtype == b.dtype == np.float32
         assert a.tobytes(order="A") == b.tobytes(order="A")

@@ -153,17 +153,23 @@ class _DicomIn(BaseInterfaceInputSpec):
     who = traits.Str("", usedefault=True)
 
 
+class _DicomOut(_ImageOut):
+    conversion_file = File(exists=True, desc="JSON: dcm2niix's outputs, the one used and what it is corrected for")
+
+
 class DicomToNifti(SimpleInterface):
     """One DICOM series folder -> NIfTI, with dcm2niix (see adtransfer.inputs.dicom)."""
 
     input_spec = _DicomIn
-    output_spec = _ImageOut
+    output_spec = _DicomOut
 
     def _run_interface(self, runtime):
         from adtransfer.inputs.dicom import convert_series
 
-        out = convert_series(self.inputs.in_dir, os.path.abspath("series.nii"), self.inputs.who)
+        out, record = convert_series(self.inputs.in_dir, os.path.abspath("series.nii"), self.inputs.who)
         self._results["out_file"] = str(out)
+        self._results["conversion_file"] = os.path.abspath("conversion.json")
+        Path(self._results["conversion_file"]).write_text(json.dumps(record, indent=2))
         return runtime
 
 
@@ -251,9 +257,12 @@ def _run(wf) -> dict:
 
 
 def run_workflow(params: PreprocParams, in_file: str, who: str, work_dir: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Build and run the workflow in `work_dir`: the cropped volume, the scan on the MNI grid, the sidecar's
-    `registration` entry."""
+    """Build and run the workflow in `work_dir`: the cropped volume, the scan on the MNI grid, and the sidecar's
+    entries: `registration`, and `dicom` for a DICOM series folder (which dcm2niix output was used)."""
     outputs = _run(build_workflow(params, in_file, who, work_dir))
     data = np.asarray(nib.load(outputs["crop"].out_file).dataobj, dtype=np.float32)
     on_mni = np.asarray(nib.load(outputs["resample"].out_file).dataobj, dtype=np.float32)
-    return data, on_mni, registration_record(outputs, params.space)
+    records = {"registration": registration_record(outputs, params.space)}
+    if "dicom" in outputs:
+        records["dicom"] = json.loads(Path(outputs["dicom"].conversion_file).read_text())
+    return data, on_mni, records

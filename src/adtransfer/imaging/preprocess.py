@@ -197,12 +197,13 @@ def preprocess_subject(
     who = f"{in_file}" + (f" (subject {subject})" if subject else "")
     if params.space == "mni" and not os.path.isdir(in_file):
         data, on_mni = run_steps(params, str(in_file), who)
-        registration = {"space": "mni", "registered": False}
+        records = {"registration": {"space": "mni", "registered": False}}
     else:
         from adtransfer.imaging.nodes import run_workflow
 
         with tempfile.TemporaryDirectory(prefix="adtransfer-preproc-") as work:
-            data, on_mni, registration = run_workflow(params, str(in_file), who, work)
+            data, on_mni, records = run_workflow(params, str(in_file), who, work)
+    registration = records["registration"]
     img = nib.Nifti1Image(data, params.crop_grid.affine)
     img.header.set_xyzt_units("mm")
     img.header["descrip"] = f"adtransfer {params.modality} preprocessed"
@@ -230,6 +231,7 @@ def preprocess_subject(
             "stats": {"min": float(data.min()), "max": float(data.max()), "mean": float(data.mean())},
             "roi_means": dict(zip(regions, means[0].astype(float).tolist(), strict=True)),
             "registration": registration,
+            **({"dicom": records["dicom"]} if "dicom" in records else {}),  # which dcm2niix output was used
         }
         write_text(sidecar, json.dumps(meta, indent=2, default=str) + "\n")
     return data
