@@ -89,6 +89,7 @@ class Resample(SimpleInterface):
 class _NormalizeIn(_ImageIn):
     modality = traits.Enum(*MODALITIES, mandatory=True)
     reference = traits.Enum(*REFERENCE_REGIONS, usedefault=True)
+    space = traits.Enum("mni", "native", usedefault=True, desc="the cohort's space (words the empty-brain error)")
 
 
 class Normalize(SimpleInterface):
@@ -99,7 +100,7 @@ class Normalize(SimpleInterface):
 
     def _run_interface(self, runtime):
         data = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
-        out = normalize_intensity(data, self.inputs.modality, self.inputs.reference, self.inputs.who)
+        out = normalize_intensity(data, self.inputs.modality, self.inputs.reference, self.inputs.who, self.inputs.space)
         self._results["out_file"] = _save(out, MNI_2MM.affine, "normalized.nii")
         return runtime
 
@@ -130,7 +131,9 @@ def build_workflow(params: PreprocParams, in_file: str, who: str, base_dir: str)
     reorient_node = Node(Reorient(who=who), name="reorient")
     _connect_input(wf, reorient_node, in_file, who)
     resample_node = Node(Resample(order=params.interpolation, who=who), name="resample")
-    normalize_node = Node(Normalize(modality=params.modality, reference=params.reference, who=who), name="normalize")
+    normalize_node = Node(
+        Normalize(modality=params.modality, reference=params.reference, space=params.space, who=who), name="normalize"
+    )
     crop_node = Node(
         Crop(crop_shape=params.crop_grid.shape, crop_origin_mm=params.crop_grid.origin_mm, who=who),
         name="crop",
