@@ -85,7 +85,7 @@ def empty_brain_hint(space: str) -> str:
         "after resampling onto the MNI grid through its header: the scan is evidently not in MNI space. If the "
         "cohort's scans are in scanner space (not spatially normalized: raw SPECT or PET, a DICOM series), set "
         "`space: native` for the cohort (config cohorts.<name>.space; `--space native` for `adtransfer "
-        "preprocess`), which registers each scan to the modality template first"
+        "preprocess` and `adtransfer predict`), which registers each scan to the modality template first"
     )
 
 
