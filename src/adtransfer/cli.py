@@ -316,6 +316,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
         seed=args.seed,
         alpha=args.alpha,
         truths=dict(args.truth or []),
+        registration_qc=dict(args.registration_qc or []),
     )
     for sentence in sentences:
         print(sentence)
@@ -607,6 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar=("ROLE", "JSON"),
         help="ground_truth.json of a synthetic cohort (fdg or ecd role): the summary says what kind it is (repeat)",
+    )
+    p.add_argument(
+        "--registration-qc",
+        nargs=2,
+        action="append",
+        metavar=("COHORT", "TSV"),
+        help="registration QC table of a native-space cohort: the summary lists its flagged subjects (repeat)",
     )
 
     p = add("summary", cmd_summary)

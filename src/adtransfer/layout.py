@@ -144,7 +144,8 @@ def table(name: str, ext: str = "tsv", root: str = ROOT) -> str:
 
 
 def findings(root: str = ROOT) -> str:
-    """The findings in plain sentences (Markdown list), what the summary page states."""
+    """The findings in plain sentences (Markdown list), then the registration QC of the grid's native-space cohorts
+    under its own heading: what the summary page states."""
     return f"{root}/tables/summary.md"
 
 

@@ -180,6 +180,36 @@ def test_scan_outside_brain_mask_raises(fdg_params, tmp_path):
     assert not out.exists() and not (tmp_path / "out.json").exists()
 
 
+def test_scan_in_scanner_space_in_an_mni_cohort_is_told_to_use_space_native(fdg_cohort, crop_grid, tmp_path):
+    """A scanner-space scan (here an FDG scan whose header puts its first voxel at the scanner's origin, as many
+    converters write it) in a `space: mni` cohort leaves the MNI brain nearly empty: the error says to set
+    `space: native`, and with it the same scan registers and preprocesses."""
+    img = nib.load(_scans(fdg_cohort)[0])
+    scanner = np.diag([2.0, 2.0, 2.0, 1.0])  # voxel (0, 0, 0) at 0 mm: the brain about 130 mm from MNI's
+    scan = tmp_path / "scanner.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32), scanner), scan)
+    out = tmp_path / "out.nii.gz"
+    with pytest.raises(InputError) as info:
+        preprocess_subject(scan, out, PreprocParams("fdg_pet", crop_grid), subject="sub-s", sidecar=tmp_path / "o.json")
+    msg = str(info.value)
+    assert str(scan) in msg and "sub-s" in msg and "empty brain" in msg
+    assert "evidently not in MNI space" in msg and "set `space: native` for the cohort" in msg
+    assert "cohorts.<name>.space" in msg and "--space native" in msg
+    assert not out.exists()
+    # the suggestion works: registered to the template, the scan preprocesses
+    params = PreprocParams("fdg_pet", crop_grid, space="native")
+    preprocess_subject(scan, out, params, subject="sub-s", sidecar=tmp_path / "o.json")
+    assert json.loads((tmp_path / "o.json").read_text())["registration"]["similarity"] > 0.8
+
+
+def test_empty_brain_after_registration_blames_the_registration_not_the_space(brain):
+    vol = np.zeros(MNI_2MM.shape, np.float32)
+    vol[:6, :6, :6] = 100.0
+    with pytest.raises(InputError, match="empty brain.*after registration.*registration failed") as info:
+        normalize_intensity(vol, "fdg_pet", who="x.nii.gz", space="native")
+    assert "space: native" not in str(info.value)
+
+
 def test_all_zero_scan_raises(fdg_params, tmp_path):
     scan = tmp_path / "zero.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros(MNI_2MM.shape, np.float32), MNI_2MM.affine), scan)
@@ -398,8 +428,8 @@ def test_direct_steps_equal_the_nipype_workflow_bit_for_bit(case, fdg_cohort, ec
     params = PreprocParams("ecd_spect" if case == "ecd" else "fdg_pet", crop_grid)
     direct, direct_mni = run_steps(params, str(scan), "who")
     (tmp_path / "work").mkdir()
-    nodes, nodes_mni, registration = run_workflow(params, str(scan), "who", str(tmp_path / "work"))
-    assert registration == {"space": "mni", "registered": False}
+    nodes, nodes_mni, records = run_workflow(params, str(scan), "who", str(tmp_path / "work"))
+    assert records == {"registration": {"space": "mni", "registered": False}}
     for a, b in ((direct, nodes), (direct_mni, nodes_mni)):
         assert a.dtype == b.dtype == np.float32
         assert a.tobytes(order="A") == b.tobytes(order="A")

@@ -402,3 +402,77 @@ def test_summary_says_which_kind_of_synthetic_cohort_it_is(tmp_path):
     assert "FDG cohort is synthetic (smooth effect)" in fdg_sentence and "no built-in advantage" in fdg_sentence
     assert "ECD cohort is synthetic (regional effect)" in ecd_sentence and "favours the regional-mean" in ecd_sentence
     assert synthetic_sentences({}) == []
+
+
+# --- registration QC of native-space cohorts in the findings and on the summary page -------------------------
+
+
+def _registration_qc_table(tmp_path, similarities: dict[str, float], min_similarity: float, on_fail: str):
+    """A registration QC table as the workflow writes it (`adtransfer registration-qc`), from fake sidecars."""
+    from adtransfer.cli import main
+
+    preproc = tmp_path / "preproc"
+    preproc.mkdir()
+    table = tmp_path / "cohort.tsv"
+    people = {"subject_id": list(similarities), "diagnosis": "AD", "sex": "F", "site": "S1"}
+    pd.DataFrame(people).to_csv(table, sep="\t", index=False)
+    for sid, sim in similarities.items():
+        reg = {"space": "native", "registered": True, "similarity": sim, "seconds": 1.0}
+        (preproc / f"{sid}.json").write_text(json.dumps({"registration": reg}))
+    out = tmp_path / "registration.tsv"
+    args = ["registration-qc", "--table", str(table), "--preproc-dir", str(preproc), "--out", str(out)]
+    args += ["--included", str(tmp_path / "included.tsv"), "--min-similarity", str(min_similarity)]
+    main([*args, "--on-fail", on_fail])
+    return out
+
+
+@pytest.mark.parametrize("on_fail", ["exclude", "keep"])
+def test_summary_lists_the_flagged_subjects_of_a_native_cohort_and_what_was_done(results, tmp_path, on_fail):
+    """Issue 14: subjects below the similarity threshold are listed in the findings (summary.md) and on the summary
+    page, with their similarity and the decision (excluded or kept), in their own section; never silently used."""
+    root, _ = results
+    sims = {"ecd001": 0.91, "NA": 0.42, "ecd003": 0.88, "ecd004": 0.55}  # "NA" is an id, not a missing value
+    qc = _registration_qc_table(tmp_path, sims, 0.6, on_fail)
+    files, findings = table_files(tmp_path), tmp_path / "tables" / "summary.md"
+    sentences = report.write_tables(root, SPEC, files, findings, n_boot=100, registration_qc={"ecd": qc})
+    report.write_summary_page({n: tsv for n, (tsv, _) in files.items()}, findings, tmp_path / "summary.html")
+
+    text = findings.read_text()
+    head, section = text.split(f"\n## {report.REGISTRATION_HEADING}\n\n")
+    assert "registered" not in head  # the statistical findings come first, untouched
+    (line,) = section.splitlines()
+    assert line == f"- {sentences[-1]}"
+    assert "Cohort ecd (native space): 4 subjects registered" in line
+    assert "2 flagged below preprocess.registration.min_similarity = 0.6" in line
+    assert line.endswith("Flagged: NA (0.420), ecd004 (0.550).")  # every flagged subject, lowest first
+    assert "ecd001" not in line and "ecd003" not in line
+    if on_fail == "exclude":
+        assert "excluded (preprocess.registration.on_fail: exclude)" in line and "2 of 4 subjects used" in line
+    else:
+        assert "kept (preprocess.registration.on_fail: keep): used in every result" in line
+
+    page = (tmp_path / "summary.html").read_text()
+    findings_list = page.split("<ol class='findings'>", 1)[1].split("</ol>", 1)[0]
+    assert "registered" not in findings_list  # its own section, not a finding
+    qc_section = page.split(f"<h2>{report.REGISTRATION_HEADING}</h2><ul class='qc'>", 1)[1].split("</ul>", 1)[0]
+    assert "<li class='flag'>" in qc_section and "NA (0.420), ecd004 (0.550)" in qc_section
+
+
+def test_a_native_cohort_without_flagged_subjects_says_so(tmp_path):
+    qc = _registration_qc_table(tmp_path, {"s1": 0.9, "s2": 0.8, "s3": 0.7}, 0.6, "exclude")
+    (sentence,) = report.registration_sentences({"spect": qc})
+    assert sentence == (
+        "Cohort spect (native space): 3 subjects registered to the modality template, similarity 0.700 to 0.900 "
+        "(median 0.800); none below preprocess.registration.min_similarity = 0.6: all 3 used."
+    )
+    page = report.summary_html([], {}, {}, sections={report.REGISTRATION_HEADING: [sentence]})
+    assert "<li class='ns'>Cohort spect" in page and "class='flag'" not in page
+
+
+def test_mni_space_grids_have_no_registration_section(results):
+    """The shared fixture's grid passes no QC table (both cohorts in MNI space): the findings are the list alone."""
+    root, _ = results
+    text = (root / "tables" / "summary.md").read_text()
+    assert "##" not in text and all(line.startswith("- ") for line in text.splitlines())
+    assert "Registration QC" not in (root / "summary.html").read_text()
+    assert report.registration_sentences(None) == [] and report.findings_markdown(["a"], {"T": []}) == "- a\n"

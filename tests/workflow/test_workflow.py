@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, job_counts, snakemake, tiny_training_config, train_jobs, write_config
+from workflow_helpers import (
+    ROOT,
+    job_blocks,
+    job_counts,
+    snakemake,
+    tiny_training_config,
+    train_jobs,
+    write_config,
+)
 
 
 def test_default_config_dry_run(tmp_path):
@@ -207,6 +216,13 @@ def test_native_cohort_run_excludes_flagged_subjects(tmp_path):
     sidecar = yaml.safe_load((tmp_path / "results" / "preproc" / "spect" / "spect0001.json").read_text())
     assert np.array(sidecar["registration"]["affine_scanner_to_mni"]).shape == (4, 4)
     assert (tmp_path / "results" / "preproc" / "spect" / "registration" / "spect0001.png").exists()
+    # the Snakemake report shows the QC table and every subject's registration image
+    snakemake(tmp_path, _native_config(tmp_path, 0.999, "keep"), "--report", "report.zip", timeout=300)
+    with zipfile.ZipFile(tmp_path / "report.zip") as zf:
+        shown = {name.rsplit("/", 1)[1] for name in zf.namelist() if "/data/raw/" in name}
+        page = zf.read("report/report.html").decode()
+    assert shown == {"registration.tsv"} | {f"{s}.png" for s in qc["subject_id"]}, shown
+    assert "Registration: spect" in page and "Registration QC image of one subject" in page
     # exclude at a threshold between the subjects' similarities: only QC and cache rerun, without the low ones
     threshold = float(qc["similarity"].median())
     low = set(qc.loc[qc["similarity"] < threshold, "subject_id"])
@@ -216,6 +232,25 @@ def test_native_cohort_run_excludes_flagged_subjects(tmp_path):
     with h5py.File(tmp_path / "results" / "cache" / "spect.h5") as h5:
         cached = {s.decode() for s in h5["subject_id"][()]}
     assert cached == set(qc["subject_id"]) - low
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_summary_reads_the_registration_qc_of_native_cohorts_only(tmp_path, native):
+    """The findings list a native-space cohort's flagged subjects: its QC table is an input of `tables` and passed
+    to it; an MNI-space cohort has no registration and no QC table."""
+    cfg = tiny_training_config()
+    if native:
+        cfg["cohorts"]["ecd"]["space"] = "native"
+    proc = snakemake(tmp_path, write_config(tmp_path / "c.yaml", cfg), "results/tables/summary.md", "-n", "-p")
+    (block,) = [b for b in job_blocks(proc.stdout) if re.search(r"^rule tables:", b, re.M)]
+    inputs = re.search(r"^\s*input: (.*)$", block, re.M)[1]
+    if native:
+        assert "--registration-qc ecd results/qc/ecd/registration.tsv" in block
+        assert "results/qc/ecd/registration.tsv" in inputs.split(", ")
+        assert job_counts(proc.stdout)["registration_qc"] == 1
+    else:
+        assert "registration" not in block and "registration_qc" not in job_counts(proc.stdout)
+    assert "results/qc/fdg/" not in block
 
 
 def _layout_files(cfg: dict) -> set[str]:

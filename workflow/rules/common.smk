@@ -106,6 +106,23 @@ def cohort_table_used(wildcards):
     return layout.cohort_table(wildcards.cohort)
 
 
+# Each subject's registration QC image goes into the Snakemake report, one subcategory per native-space cohort: the
+# images are report-flagged inputs of the cohort's `registration_qc` job, so an MNI-space cohort (no such job) adds
+# none. Snakemake resolves the caption of a rule's literal files only, not of an input function's: joined here.
+REGISTRATION_PNG_CAPTION = workflow.current_basedir.join("../report/registration_png.rst")
+
+
+def registration_pngs(wildcards):
+    """The registration QC images of a native-space cohort's subjects, flagged for the report."""
+    # (`report(` must not begin a line here: Snakemake's parser would take it for the `report:` directive)
+    return [report(layout.preprocessed(wildcards.cohort, s, "registration_qc"),
+                   caption=REGISTRATION_PNG_CAPTION,
+                   category="0. Data quality",
+                   subcategory=f"Registration: {wildcards.cohort}",
+                   labels={"cohort": wildcards.cohort, "subject": s, "figure": "registered scan, template outline"})
+            for s in subjects(wildcards.cohort)]
+
+
 def synthetic_spec(cohort):
     """A synthetic cohort's settings; a native-space cohort's scans are written in scanner space."""
     spec = dict(config["cohorts"][cohort]["synthetic"])
@@ -247,6 +264,14 @@ def synthetic_truths():
     if not SPLITS:
         return {}
     return {r: layout.synth_file(c, "truth_json") for r, c in ROLE_COHORT.items() if is_synthetic(c)}
+
+
+def registration_qc_tables():
+    """Cohort -> registration QC table, for the training grid's native-space cohorts (what the summary lists);
+    MNI-space cohorts are not registered and have none."""
+    if not SPLITS:
+        return {}
+    return {c: layout.registration_qc(c) for c in dict.fromkeys(ROLE_COHORT.values()) if space_of(c) == "native"}
 
 
 def truth_of(model):

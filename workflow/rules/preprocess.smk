@@ -36,6 +36,7 @@ rule registration_qc:
     input:
         table=layout.cohort_table("{cohort}"),
         sidecars=lambda wc: [layout.preprocessed(wc.cohort, s, "sidecar") for s in subjects(wc.cohort)],
+        pngs=registration_pngs,  # not read: declared so that the report shows them (common.smk)
     output:
         qc=report(
             layout.registration_qc("{cohort}"),

@@ -12,6 +12,8 @@ rule tables:
         [layout.model_file(m, "metrics.json") for m in first_cnns()],
         # a synthetic cohort's ground truth: the summary says which kind of effect it has and what that implies
         truths=list(synthetic_truths().values()),
+        # a native-space cohort's registration QC: the summary lists its flagged subjects and what was done with them
+        registration_qc=list(registration_qc_tables().values()),
     output:
         tables=[layout.table(name, ext) for name in layout.TABLES for ext in ("tsv", "md")],
         findings=layout.findings(),
@@ -23,6 +25,7 @@ rule tables:
         alpha=EVAL.get("alpha", 0.05),
         seed=config["seed"],
         truths=" ".join(f"--truth {r} {quoted(p)}" for r, p in synthetic_truths().items()),
+        registration_qc=" ".join(f"--registration-qc {quoted(c, p)}" for c, p in registration_qc_tables().items()),
     conda:
         "../../envs/report.yaml"
     log:
@@ -30,10 +33,11 @@ rule tables:
     shell:
         f"python -m adtransfer tables --results {layout.ROOT} --grid {{params.grid:q}} {{params.tables}}"
         " --findings {output.findings:q} --comparisons {params.comparisons:q} --n-boot {params.n_boot}"
-        " --seed {params.seed} --alpha {params.alpha} {params.truths} --log {log}"
+        " --seed {params.seed} --alpha {params.alpha} {params.truths} {params.registration_qc} --log {log}"
 
 
 rule summary:
+    # the registration QC of native-space cohorts reaches the page through the findings (`tables` reads it)
     input:
         tables=[layout.table(name) for name in layout.TABLES],
         findings=layout.findings(),

@@ -89,6 +89,7 @@ class Resample(SimpleInterface):
 class _NormalizeIn(_ImageIn):
     modality = traits.Enum(*MODALITIES, mandatory=True)
     reference = traits.Enum(*REFERENCE_REGIONS, usedefault=True)
+    space = traits.Enum("mni", "native", usedefault=True, desc="the cohort's space (words the empty-brain error)")
 
 
 class Normalize(SimpleInterface):
@@ -99,7 +100,7 @@ class Normalize(SimpleInterface):
 
     def _run_interface(self, runtime):
         data = np.asarray(nib.load(self.inputs.in_file).dataobj, dtype=np.float32)
-        out = normalize_intensity(data, self.inputs.modality, self.inputs.reference, self.inputs.who)
+        out = normalize_intensity(data, self.inputs.modality, self.inputs.reference, self.inputs.who, self.inputs.space)
         self._results["out_file"] = _save(out, MNI_2MM.affine, "normalized.nii")
         return runtime
 
@@ -130,7 +131,9 @@ def build_workflow(params: PreprocParams, in_file: str, who: str, base_dir: str)
     reorient_node = Node(Reorient(who=who), name="reorient")
     _connect_input(wf, reorient_node, in_file, who)
     resample_node = Node(Resample(order=params.interpolation, who=who), name="resample")
-    normalize_node = Node(Normalize(modality=params.modality, reference=params.reference, who=who), name="normalize")
+    normalize_node = Node(
+        Normalize(modality=params.modality, reference=params.reference, space=params.space, who=who), name="normalize"
+    )
     crop_node = Node(
         Crop(crop_shape=params.crop_grid.shape, crop_origin_mm=params.crop_grid.origin_mm, who=who),
         name="crop",
@@ -153,17 +156,23 @@ class _DicomIn(BaseInterfaceInputSpec):
     who = traits.Str("", usedefault=True)
 
 
+class _DicomOut(_ImageOut):
+    conversion_file = File(exists=True, desc="JSON: dcm2niix's outputs, the one used and what it is corrected for")
+
+
 class DicomToNifti(SimpleInterface):
     """One DICOM series folder -> NIfTI, with dcm2niix (see adtransfer.inputs.dicom)."""
 
     input_spec = _DicomIn
-    output_spec = _ImageOut
+    output_spec = _DicomOut
 
     def _run_interface(self, runtime):
         from adtransfer.inputs.dicom import convert_series
 
-        out = convert_series(self.inputs.in_dir, os.path.abspath("series.nii"), self.inputs.who)
+        out, record = convert_series(self.inputs.in_dir, os.path.abspath("series.nii"), self.inputs.who)
         self._results["out_file"] = str(out)
+        self._results["conversion_file"] = os.path.abspath("conversion.json")
+        Path(self._results["conversion_file"]).write_text(json.dumps(record, indent=2))
         return runtime
 
 
@@ -251,9 +260,12 @@ def _run(wf) -> dict:
 
 
 def run_workflow(params: PreprocParams, in_file: str, who: str, work_dir: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Build and run the workflow in `work_dir`: the cropped volume, the scan on the MNI grid, the sidecar's
-    `registration` entry."""
+    """Build and run the workflow in `work_dir`: the cropped volume, the scan on the MNI grid, and the sidecar's
+    entries: `registration`, and `dicom` for a DICOM series folder (which dcm2niix output was used)."""
     outputs = _run(build_workflow(params, in_file, who, work_dir))
     data = np.asarray(nib.load(outputs["crop"].out_file).dataobj, dtype=np.float32)
     on_mni = np.asarray(nib.load(outputs["resample"].out_file).dataobj, dtype=np.float32)
-    return data, on_mni, registration_record(outputs, params.space)
+    records = {"registration": registration_record(outputs, params.space)}
+    if "dicom" in outputs:
+        records["dicom"] = json.loads(Path(outputs["dicom"].conversion_file).read_text())
+    return data, on_mni, records

@@ -74,15 +74,32 @@ def resample_to_mni(img: nib.Nifti1Image, grid: Grid = MNI_2MM, order: int = 1) 
     return np.asarray(out.dataobj, dtype=np.float32)
 
 
-def normalize_intensity(data: np.ndarray, modality: str, reference: str = "brain", who: str = "") -> np.ndarray:
-    """Statistics over the brain voxels the scan covers (see `field_of_view`)."""
+def empty_brain_hint(space: str) -> str:
+    """Why a scan on the MNI grid can leave most of the MNI brain empty, and what to do, by the cohort's space."""
+    if space == "native":
+        return (
+            "after registration to the modality template: the registration failed, or the scan's field of view "
+            "misses most of the brain; check the scan"
+        )
+    return (
+        "after resampling onto the MNI grid through its header: the scan is evidently not in MNI space. If the "
+        "cohort's scans are in scanner space (not spatially normalized: raw SPECT or PET, a DICOM series), set "
+        "`space: native` for the cohort (config cohorts.<name>.space; `--space native` for `adtransfer "
+        "preprocess` and `adtransfer predict`), which registers each scan to the modality template first"
+    )
+
+
+def normalize_intensity(
+    data: np.ndarray, modality: str, reference: str = "brain", who: str = "", space: str = "mni"
+) -> np.ndarray:
+    """Statistics over the brain voxels the scan covers (see `field_of_view`). `space` (the cohort's) only words
+    the error for a scan that leaves most of the MNI brain empty."""
     t = load_templates()
     brain = t.brain_mask
     coverage = np.count_nonzero(data[brain] > 0) / np.count_nonzero(brain)
     if coverage < MIN_BRAIN_COVERAGE:
         raise InputError(
-            f"{who}: only {coverage:.0%} of the MNI brain mask has signal (empty brain); "
-            "is the scan in MNI space (config `space: mni`)?"
+            f"{who}: only {coverage:.0%} of the MNI brain mask has signal (empty brain) {empty_brain_hint(space)}"
         )
     in_view = field_of_view(data, brain)
     inside = data[brain & in_view]
@@ -178,7 +195,7 @@ def run_steps(params: PreprocParams, in_file: str, who: str) -> tuple[np.ndarray
     as_written = nib.Nifti1Image(np.asarray(img.dataobj).astype(np.float32), img.affine)
     on_mni = resample_to_mni(nib.Nifti1Image.from_bytes(as_written.to_bytes()), MNI_2MM, params.interpolation)
     on_mni = np.asfortranarray(on_mni)  # as the Normalize node reads it (a copy only where resampling made one)
-    normalized = normalize_intensity(on_mni, params.modality, params.reference, who)
+    normalized = normalize_intensity(on_mni, params.modality, params.reference, who, params.space)
     box = Grid(params.crop_grid.shape, MNI_2MM.voxel_mm, params.crop_grid.origin_mm)  # as the Crop node builds it
     return np.asfortranarray(crop_to_box(normalized, box), dtype=np.float32), on_mni
 
@@ -197,12 +214,13 @@ def preprocess_subject(
     who = f"{in_file}" + (f" (subject {subject})" if subject else "")
     if params.space == "mni" and not os.path.isdir(in_file):
         data, on_mni = run_steps(params, str(in_file), who)
-        registration = {"space": "mni", "registered": False}
+        records = {"registration": {"space": "mni", "registered": False}}
     else:
         from adtransfer.imaging.nodes import run_workflow
 
         with tempfile.TemporaryDirectory(prefix="adtransfer-preproc-") as work:
-            data, on_mni, registration = run_workflow(params, str(in_file), who, work)
+            data, on_mni, records = run_workflow(params, str(in_file), who, work)
+    registration = records["registration"]
     img = nib.Nifti1Image(data, params.crop_grid.affine)
     img.header.set_xyzt_units("mm")
     img.header["descrip"] = f"adtransfer {params.modality} preprocessed"
@@ -230,6 +248,7 @@ def preprocess_subject(
             "stats": {"min": float(data.min()), "max": float(data.max()), "mean": float(data.mean())},
             "roi_means": dict(zip(regions, means[0].astype(float).tolist(), strict=True)),
             "registration": registration,
+            **({"dicom": records["dicom"]} if "dicom" in records else {}),  # which dcm2niix output was used
         }
         write_text(sidecar, json.dumps(meta, indent=2, default=str) + "\n")
     return data

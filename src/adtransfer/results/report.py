@@ -425,6 +425,86 @@ def summary_sentences(
     return out
 
 
+# --- registration QC of the native-space cohorts: who was flagged, and what was done with them ------------
+
+REGISTRATION_HEADING = "Registration QC of the native-space cohorts"
+
+
+def read_registration_qc(path: str | os.PathLike) -> pd.DataFrame:
+    """A registration QC table (`adtransfer registration-qc --out`), subject ids as text ("NA" stays an id)."""
+    qc = pd.read_csv(path, sep="\t", dtype={"subject_id": str}, keep_default_na=False, na_values={"similarity": [""]})
+    missing = {"subject_id", "similarity", "min_similarity", "flagged", "decision"} - set(qc.columns)
+    if missing:
+        raise InputError(f"{path}: not a registration QC table (no column {', '.join(sorted(missing))})")
+    qc["flagged"] = qc["flagged"].astype(str).str.lower().eq("true")
+    return qc
+
+
+def registration_sentence(cohort: str, qc: pd.DataFrame) -> str:
+    """One native-space cohort: how many subjects were registered, how similar to the template, which were flagged
+    (id and similarity, every one of them) and whether they were excluded or kept (preprocess.registration.on_fail).
+    The word "flagged" appears only when some subject is."""
+    n = len(qc)
+    if n == 0:
+        return f"Cohort {cohort} (native space): no subject in its registration QC table."
+    sim = qc["similarity"].astype(float)
+    threshold = float(qc["min_similarity"].iloc[0])
+    head = (
+        f"Cohort {cohort} (native space): {n} subject{'s' if n != 1 else ''} registered to the modality template, "
+        f"similarity {sim.min():.3f} to {sim.max():.3f} (median {sim.median():.3f})"
+    )
+    flagged = qc[qc["flagged"]].sort_values("similarity")
+    if flagged.empty:
+        return f"{head}; none below preprocess.registration.min_similarity = {threshold:g}: all {n} used."
+    listed = ", ".join(f"{r.subject_id} ({r.similarity:.3f})" for r in flagged.itertuples())
+    k = len(flagged)
+    excluded = int(flagged["decision"].eq("excluded").sum())
+    if excluded == k:
+        what = (
+            "excluded (preprocess.registration.on_fail: exclude): in no cache, split or result of this run, "
+            f"{n - k} of {n} subjects used"
+        )
+    elif excluded == 0:
+        what = (
+            "kept (preprocess.registration.on_fail: keep): used in every result of this cohort; check their "
+            "registration QC images"
+        )
+    else:  # not what registration_qc writes; said as it is rather than summarized wrongly
+        what = f"{excluded} of them excluded and {k - excluded} kept"
+    return (
+        f"{head}; {k} flagged below preprocess.registration.min_similarity = {threshold:g} and {what}. "
+        f"Flagged: {listed}."
+    )
+
+
+def registration_sentences(qc_tables: dict[str, str | os.PathLike] | None) -> list[str]:
+    """One sentence per native-space cohort (cohort name -> its registration QC table); MNI-space cohorts are not
+    registered and are not passed."""
+    return [registration_sentence(c, read_registration_qc(p)) for c, p in sorted((qc_tables or {}).items())]
+
+
+def findings_markdown(findings: list[str], sections: dict[str, list[str]] | None = None) -> str:
+    """The findings file: a Markdown list of findings, then each further section (a heading and its list)."""
+    text = "".join(f"- {s}\n" for s in findings)
+    for title, items in (sections or {}).items():
+        if items:
+            text += f"\n## {title}\n\n" + "".join(f"- {s}\n" for s in items)
+    return text
+
+
+def read_findings(path: str | os.PathLike) -> tuple[list[str], dict[str, list[str]]]:
+    """The findings file back: the findings (the list before any heading) and the further sections by title."""
+    findings: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current = findings
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("## "):
+            current = sections.setdefault(line[3:].strip(), [])
+        elif line.startswith("- "):
+            current.append(line[2:])
+    return findings, sections
+
+
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1d2430;
 background:#f4f6f9;margin:0}
@@ -433,6 +513,7 @@ h1{font-size:1.6em;margin:.2em 0 .1em}h2{font-size:1.2em;margin:1.6em 0 .5em;bor
 padding-bottom:.2em}.sub{color:#5b6675;margin:0 0 1em}
 ol.findings{padding-left:1.3em}ol.findings li{margin:.45em 0}
 .sig{border-left:4px solid #2e7d32;padding-left:.5em}.ns{border-left:4px solid #9aa5b1;padding-left:.5em}
+ul.qc{padding-left:1.3em}ul.qc li{margin:.45em 0}.flag{border-left:4px solid #e65100;padding-left:.5em}
 .scroll{overflow-x:auto;margin:.4em 0 1em}
 table{border-collapse:collapse;font-size:12.5px;min-width:60%}
 th,td{border:1px solid #d6dce3;padding:4px 7px;text-align:left;vertical-align:top}
@@ -448,10 +529,15 @@ def _data_uri(path: Path) -> str:
 
 
 def summary_html(
-    sentences: list[str], tables: dict[str, pd.DataFrame], figures_: dict[str, Path], alpha: float = 0.05
+    sentences: list[str],
+    tables: dict[str, pd.DataFrame],
+    figures_: dict[str, Path],
+    alpha: float = 0.05,
+    sections: dict[str, list[str]] | None = None,
 ) -> str:
-    """The one-page result: findings with their statistics, the tables, the key figures inline (data URIs),
-    self-contained CSS; nothing is fetched from a network."""
+    """The one-page result: findings with their statistics, further sections of sentences (the registration QC of
+    native-space cohorts; an item naming flagged subjects is marked), the tables, the key figures inline (data
+    URIs), self-contained CSS; nothing is fetched from a network."""
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -467,6 +553,11 @@ def summary_html(
         cls = "sig" if re.search(r": significant at|\b[1-9]\d* of \d+ comparisons significant", s) else "ns"
         parts.append(f"<li class='{cls}'>{html.escape(s)}</li>")
     parts.append("</ol>")
+    for title, items in (sections or {}).items():
+        parts.append(f"<h2>{html.escape(title)}</h2><ul class='qc'>")
+        for s in items:
+            parts.append(f"<li class='{'flag' if ' flagged ' in s else 'ns'}'>{html.escape(s)}</li>")
+        parts.append("</ul>")
     if figures_:
         parts.append("<h2>Key figures</h2><div class='figs'>")
         for caption, path in figures_.items():
@@ -512,9 +603,12 @@ def write_tables(
     seed: int = 0,
     alpha: float = 0.05,
     truths: dict[str, str | os.PathLike] | None = None,
+    registration_qc: dict[str, str | os.PathLike] | None = None,
 ) -> list[str]:
     """Every table (name -> its TSV and Markdown file, each of layout.TABLES) and the findings (a Markdown list)
-    of the grid `spec` under results_dir. `truths`: cohort role -> ground_truth.json of a synthetic cohort."""
+    of the grid `spec` under results_dir. `truths`: cohort role -> ground_truth.json of a synthetic cohort.
+    `registration_qc`: cohort -> registration QC table of each native-space cohort of the grid, listed in their
+    own section of the findings (REGISTRATION_HEADING). Returns the findings, then those sentences."""
     missing = [name for name in layout.TABLES if name not in tables]
     if missing:
         raise ValueError(f"no output file given for table(s) {', '.join(missing)}")
@@ -526,8 +620,9 @@ def write_tables(
     for name, df in written.items():
         write_table(df, *tables[name])
     sentences = summary_sentences(res, comps, reps, mmse, alpha) + synthetic_sentences(truths)
-    write_text(findings_path, "\n".join(f"- {s}" for s in sentences) + "\n")
-    return sentences
+    registration = registration_sentences(registration_qc)
+    write_text(findings_path, findings_markdown(sentences, {REGISTRATION_HEADING: registration}))
+    return sentences + registration
 
 
 def write_summary_page(
@@ -539,11 +634,10 @@ def write_summary_page(
 ) -> None:
     """The one-page result from the written tables (name -> TSV, each of SUMMARY_TABLES), the findings and the
     figures: its own step, so a figure setting redraws the figures and this page, not the tables."""
-    findings = Path(findings_path).read_text().splitlines()
-    sentences = [ln[2:] for ln in findings if ln.startswith("- ")]
+    sentences, sections = read_findings(findings_path)
     shown = {title: pd.read_csv(tables[name], sep="\t") for name, title in SUMMARY_TABLES.items()}
     figs = {k: Path(v) for k, v in (figure_paths or {}).items() if Path(v).exists()}
-    write_text(summary_path, summary_html(sentences, shown, figs, alpha))
+    write_text(summary_path, summary_html(sentences, shown, figs, alpha, sections))
 
 
 # --- figures: each takes the Results of a grid, the PNG and its dpi ------------------------------------
