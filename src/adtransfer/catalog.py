@@ -158,12 +158,21 @@ def grid_spec(config: dict) -> dict:
         "replicates": train.get("replicates", 1),
         "init": train.get("init", "random"),
         "mmse_init": train.get("mmse_init", "classifier"),
+        # which CNN classifiers get Grad-CAM, occlusion and t-SNE (None: every classifier of replicate 0)
+        "explain_models": (config.get("explain") or {}).get("models"),
     }
 
 
 def grid_from_spec(spec: dict | str) -> list[Model]:
     """The grid of a `grid_spec` dict (or its JSON text, as steps receive it)."""
-    return grid(**(json.loads(spec) if isinstance(spec, str) else spec))
+    spec = json.loads(spec) if isinstance(spec, str) else spec
+    return grid(**{k: v for k, v in spec.items() if k != "explain_models"})
+
+
+def explained_from_spec(spec: dict | str) -> list[Model]:
+    """The explained CNN classifiers of a `grid_spec` (what the workflow runs Grad-CAM and occlusion on)."""
+    spec = json.loads(spec) if isinstance(spec, str) else spec
+    return explained(grid_from_spec(spec), spec.get("explain_models"))
 
 
 # --- pre-specified comparisons (config `comparisons`) ----------------------------------------------------
@@ -218,6 +227,18 @@ def comparisons(spec: dict | None, models: list[Model]) -> dict[str, list[tuple[
                 raise ValueError(f"comparisons.{family}: {a} and {b} are not scored on the same test subjects")
         out[family] = list(dict.fromkeys(pairs))
     return out
+
+
+SCHEDULE_KEYS = ("epochs", "patience", "early_stopping_start")
+
+
+def schedule(model: Model, train: dict) -> dict:
+    """A CNN's epochs, patience and early-stopping start: config `train`, or `train.ecd_stage` for the replicated ECD
+    stage, whose arms (fine-tunes from each FDG size and the model without FDG stage) share one schedule, so the
+    transfer comparison differs in the starting point and learning rate only."""
+    plain = {k: train[k] for k in SCHEDULE_KEYS if k in train}
+    stage = (train.get("ecd_stage") or {}) if model.replicated else {}
+    return {**plain, **{k: stage[k] for k in SCHEDULE_KEYS if stage.get(k) is not None}}
 
 
 def explained(models: list[Model], names: list[str] | None = None) -> list[Model]:

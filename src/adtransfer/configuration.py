@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adtransfer.catalog import comparisons, explained, grid_from_spec, grid_spec
+from adtransfer.catalog import comparisons, explained, grid_from_spec, grid_spec, schedule
 
 
 def config_problems(config: dict) -> list[str]:
@@ -21,11 +21,21 @@ def config_problems(config: dict) -> list[str]:
             comparisons(config.get("comparisons"), models)
         except ValueError as exc:
             problems.append(str(exc))
+        train = config.get("train") or {}
+        for where, model in (
+            ("train", next((m for m in models if not m.replicated), None)),
+            ("train.ecd_stage", next((m for m in models if m.replicated), None)),
+        ):
+            s = schedule(model, train) if model else {}
+            if "epochs" in s and s.get("early_stopping_start", 0) >= s["epochs"]:
+                problems.append(
+                    f"{where}: early_stopping_start {s['early_stopping_start']} >= epochs {s['epochs']}: early "
+                    "stopping could never choose an epoch, and the last epoch's weights would be kept unreported"
+                )
         explainable = [m.name for m in explained(models)]
-        unknown = [n for n in config.get("explain", {}).get("models", []) if n not in explainable]
+        unknown = [n for n in (config.get("explain") or {}).get("models") or [] if n not in explainable]
         if unknown:
             problems.append(
                 f"explain.models {unknown}: not CNN classifiers of this grid (replicate 0); choose from {explainable}"
             )
     return problems
-

@@ -218,6 +218,7 @@ def test_gantry_tilted_series_uses_the_tilt_corrected_volume_and_says_so(fdg_coh
         (["1_.nii", "1__Eq_1.nii"], "1__Eq_1.nii", "unequal slice spacing"),
         (["1_.nii", "1__Tilt_1.nii"], "1__Tilt_1.nii", "gantry tilt"),
         (["x_Tilt_Eq_1.nii", "x.nii"], "x_Tilt_Eq_1.nii", "gantry tilt and unequal slice spacing"),
+        (["Brain_Eq_1.nii"], "Brain_Eq_1.nii", None),  # a series named so, not a corrected copy (no volume beside)
     ],
 )
 def test_choose_output_prefers_the_corrected_volume(names, used, corrected_for):

@@ -222,6 +222,22 @@ def test_explanation_table_scores_every_layer_occlusion_and_coefficients_alike(t
     assert (roi["mass in altered regions / chance"] == 3.0).all() and (roi["altered among top 10 regions"] == 9).all()
 
 
+def test_explanation_table_covers_the_explained_models_only(tmp_path, crop_grid):
+    """With explain.models naming a subset, only those classifiers have explanation files: the table reads and
+    lists exactly them (and every ROI baseline), never a stale or missing file of another classifier."""
+    import shutil
+
+    from adtransfer.results import report
+
+    _fabricate_explanations(tmp_path, [8], crop_grid)
+    shutil.rmtree(tmp_path / "explain" / "ecd" / "scratch")  # not explained: the workflow made no files for it
+    spec = {"sizes": [8], "explain_models": ["fdg/n8", "ecd/from_fdg_n8"]}
+    table = report.explanation_table(report.Results(tmp_path, spec))
+    cnn_rows = table[table["explanation"] != "standardized coefficients"]
+    assert set(cnn_rows["model"]) == {"Inception v3, FDG 8", "Inception v3, FDG 8 pre-trained"}
+    assert (table["explanation"] == "standardized coefficients").sum() == 4  # fdg/n8, ecd/nall, two MMSE
+
+
 def test_side_by_side_figure_of_one_model(tmp_path, crop_grid):
     from adtransfer.results import report
 

@@ -94,22 +94,37 @@ def test_fdg_mmse_model_fine_tunes_the_largest_fdg_classifier(tmp_path, mmse_ini
         assert '"learning_rate": 0.0001' in command  # finetune_learning_rate
 
 
-def test_fine_tunes_follow_the_finetune_schedule(tmp_path):
-    """train.finetune_* set the schedule of models with a parent (ECD fine-tunes, MMSE from the classifier); models
-    trained from the init keep the plain keys."""
+def test_ecd_stage_schedule_is_shared_by_both_arms(tmp_path):
+    """train.ecd_stage sets the schedule of the replicated ECD stage, the same for its fine-tunes and its model
+    without FDG stage (so the transfer comparison differs in starting point and learning rate only); FDG
+    pre-training and the MMSE models keep the plain keys, and a key left out takes the plain one."""
     cfg = tiny_training_config()
-    cfg["train"].update(epochs=7, patience=5, early_stopping_start=4, finetune_epochs=3, finetune_patience=1)
-    path = write_config(tmp_path / "finetune.yaml", cfg)
+    cfg["train"].update(epochs=7, patience=5, early_stopping_start=4, replicates=2)
+    cfg["train"]["ecd_stage"] = {"epochs": 6, "patience": 1}
+    path = write_config(tmp_path / "schedule.yaml", cfg)
     proc = snakemake(tmp_path, path, "-n", "-p")
     settings = {
         name: json.loads(re.search(r"--settings '(\{.*?\})'", block).group(1))
         for name, block in train_jobs(proc.stdout).items()
     }
-    finetunes = {"ecd/from_fdg_n8": True, "mmse/fdg": True, "mmse/ecd_from_fdg": True}
-    for name, finetune in {**finetunes, "fdg/n8": False, "ecd/scratch": False}.items():
-        s = settings[name]
-        expected = (3, 1, 4) if finetune else (7, 5, 4)  # no finetune_early_stopping_start: the plain key
+    stage = {"ecd/from_fdg_n8", "ecd/from_fdg_n8_r1", "ecd/scratch", "ecd/scratch_r1"}
+    assert stage < set(settings) and {"fdg/n8", "mmse/fdg", "mmse/ecd_from_fdg"} < set(settings)
+    for name, s in settings.items():
+        expected = (6, 1, 4) if name in stage else (7, 5, 4)
         assert (s["epochs"], s["patience"], s["early_stopping_start"]) == expected, name
+
+
+def test_paper_config_over_the_default_keeps_the_papers_schedule_and_explains_every_classifier(tmp_path):
+    """Snakemake merges --configfile over config/config.yaml when run from the project folder (as the README does):
+    the demo's ECD-stage schedule and its explain.models must not leak into the paper's run."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
+    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n", "-p", "results/models/ecd/scratch/metrics.json")
+    (block,) = [b for name, b in train_jobs(proc.stdout).items() if name == "ecd/scratch"]
+    s = json.loads(re.search(r"--settings '(\{.*?\})'", block).group(1))
+    assert (s["epochs"], s["patience"], s["early_stopping_start"]) == (200, 20, 0)
+    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n")
+    assert job_counts(proc.stdout)["gradcam"] == 11
 
 
 def test_training_jobs_are_gpu_tagged(tmp_path):

@@ -176,10 +176,8 @@ def train_settings(model):
     units = modalities.fc_units(modality, TRAIN.get("fc_units"))
     settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "early_stopping_start", "bn_momentum", "augment_shift",
                                       "augment_zoom", "max_memory_gb") if k in TRAIN}
-    lr = TRAIN.get("learning_rate")
-    if model.pretrained is not None:  # a fine-tune: train.finetune_* override the schedule where set
-        lr = TRAIN.get("finetune_learning_rate", lr)
-        settings.update({k: TRAIN[f"finetune_{k}"] for k in ("epochs", "patience", "early_stopping_start") if f"finetune_{k}" in TRAIN})
+    lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if model.pretrained else TRAIN.get("learning_rate")
+    settings.update(catalog.schedule(model, TRAIN))
     seed = replicate_seed(config["seed"], REPLICATES, model.replicate) if model.replicated else config["seed"]
     settings.update(task=model.task, learning_rate=lr, fc_units=units, seed=seed, intensity_range=modalities.intensity_range(modality, TRAIN.get("intensity_range")))
     return json.dumps(settings, sort_keys=True)
@@ -226,7 +224,7 @@ EXPLAIN = config.get("explain", {})
 FIGURE_DPI = config.get("figures", {}).get("dpi", 120)
 COMPARISONS = json.dumps(config.get("comparisons", {}), sort_keys=True)
 # what Grad-CAM, occlusion and t-SNE explain: config explain.models, by default every classifier of replicate 0
-CNN_CLASSIFIERS = [m.name for m in catalog.explained(list(MODELS.values()), EXPLAIN.get("models"))]
+CNN_CLASSIFIERS = [m.name for m in catalog.explained_from_spec(GRID_SPEC)] if SPLITS else []
 BASELINES = [m.name for m in MODELS.values() if m.kind == "roi"]
 
 

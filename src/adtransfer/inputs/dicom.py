@@ -84,7 +84,9 @@ def choose_output(names: list[str], where: str) -> tuple[str, dict]:
     names = sorted(names)
     if not names:
         raise InputError(f"{where}: no image series found in the DICOM files")
-    corrected = {n: CORRECTED.match(_stem(n)) for n in names}
+    stems = {_stem(n) for n in names}
+    # a corrected copy only beside its volume as acquired: a series whose own name ends in _Eq_1 is not one
+    corrected = {n: m if (m := CORRECTED.match(_stem(n))) and m["base"] in stems else None for n in names}
     bases = {m["base"] if m else _stem(n) for n, m in corrected.items()}
     fixed = [n for n, m in corrected.items() if m]
     if len(bases) > 1 or len(fixed) > 1 or len(names) - len(fixed) > 1:

@@ -11,6 +11,7 @@ cache: nothing is downloaded at run time), a local .h5 weights file, or "random"
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import keras
 from keras import layers
 
 from adtransfer.errors import InputError
+
+log = logging.getLogger(__name__)
 
 IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 HEAD_PREFIX = "head_"
@@ -143,5 +146,9 @@ def build_training_state(model: keras.Model, data_spec) -> None:
     step (measured on the demo's ECD job: 1 trace instead of 2). Keras' own pre-fit build is private API; if it
     is renamed this does nothing and training is only slower to start."""
     build = getattr(model, "_symbolic_build", None)
-    if build is not None:
+    if build is None:
+        return
+    try:
         build(data_batch=data_spec)
+    except (TypeError, ValueError) as exc:  # a Keras whose private build takes other arguments: fit builds instead
+        log.warning("building the training state before fit failed (%s); Keras builds it while tracing", exc)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from adtransfer import layout
-from adtransfer.catalog import Model, comparisons, grid_from_spec, matching_baseline
+from adtransfer.catalog import Model, comparisons, explained_from_spec, grid_from_spec, matching_baseline
 from adtransfer.errors import InputError
 from adtransfer.io import atomic_output, write_text
 from adtransfer.results import figures
@@ -43,6 +43,8 @@ class Results:
         self.root = Path(root)
         self.catalog = grid_from_spec(spec)
         self.models = [m for m in self.catalog if m.replicate == 0]
+        # the CNN classifiers the workflow explained (config explain.models): the only ones with explanation files
+        self.explained = {m.name for m in explained_from_spec(spec)}
         self.by_name = {m.name: m for m in self.catalog}
 
     def select(self, role: str, task: str = "classify", kind: str | None = None) -> list[Model]:
@@ -735,14 +737,17 @@ def _map_text(map_size: int, mosaic_size: int | None) -> str:
 
 
 def explanation_table(res: Results) -> pd.DataFrame:
-    """Every explanation of every model, scored the same way against a synthetic cohort's ground truth: Grad-CAM
-    of each CNN classifier per scored layer, its region occlusion, and each ROI baseline's coefficients. "mass in
-    altered regions / chance" is the map's share inside the altered regions over their share of the brain (1 =
-    chance); "altered among top 10 regions" counts the altered regions among the ten ranked first."""
+    """Every explanation of the explained models, scored the same way against a synthetic cohort's ground truth:
+    Grad-CAM of each explained CNN classifier per scored layer, its region occlusion, and each ROI baseline's
+    coefficients. "mass in altered regions / chance" is the map's share inside the altered regions over their share
+    of the brain (1 = chance); "altered among top 10 regions" counts the altered regions among the ten ranked
+    first."""
     rows = []
     for m in res.models:
         base = {"model": m.label, "task": m.task}
         if m.kind == "cnn" and m.classify:
+            if m.name not in res.explained:
+                continue
             s = json.loads(res.path(layout.explain, m.name, "gradcam_summary.json").read_text())
             layers = s.get("layers") or {
                 s["layer"]: {"map_size": s["map_size"], "ground_truth": s.get("ground_truth", {})}
