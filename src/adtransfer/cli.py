@@ -445,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--registration",
         default="{}",
-        help="JSON: registration settings (shrink, smooth_mm, rigid_iterations, affine_iterations, sampling)",
+        help="JSON: registration settings (shrink, smooth_mm, rigid_iterations, affine_iterations, sampling, "
+        "nonlinear, nonlinear_mesh, nonlinear_iterations)",
     )
     p.add_argument("--qc", help="QC PNG of the mosaics")
     p.add_argument("--registration-qc", help="QC PNG of the scan on the MNI grid with the template brain's outline")

@@ -87,7 +87,12 @@ def cohort_scans(wildcards):
 
 REGISTRATION = PREPROC.get("registration", {})
 # what the registration itself uses (the QC threshold and decision do not rerun preprocessing)
-REGISTRATION_SETTINGS = {k: v for k, v in REGISTRATION.items() if k not in ("min_similarity", "on_fail")}
+# (and, while the nonlinear step is off, its settings neither: the jobs' params stay as they were without them)
+REGISTRATION_SETTINGS = {
+    k: v
+    for k, v in REGISTRATION.items()
+    if k not in ("min_similarity", "on_fail") and (REGISTRATION.get("nonlinear") or not k.startswith("nonlinear"))
+}
 
 
 def space_of(cohort):

@@ -179,6 +179,7 @@ class DicomToNifti(SimpleInterface):
 class _RegisterIn(_ImageIn):
     modality = traits.Enum(*MODALITIES, mandatory=True)
     settings = traits.Dict(desc="RegistrationSettings fields (config preprocess.registration)")
+    order = traits.Int(1, usedefault=True, desc="spline order when the nonlinear step resamples onto the MNI grid")
 
 
 class _RegisterOut(_ImageOut):
@@ -186,18 +187,27 @@ class _RegisterOut(_ImageOut):
 
 
 class Register(SimpleInterface):
-    """Register the scan to the modality template (rigid then affine); out_file's header maps it to MNI mm."""
+    """Register the scan to the modality template (rigid then affine); out_file's header maps it to MNI mm.
+    With the nonlinear step, which no header can express, out_file is the scan resampled onto the MNI grid
+    (`resample` then takes it as it is)."""
 
     input_spec = _RegisterIn
     output_spec = _RegisterOut
 
     def _run_interface(self, runtime):
-        from adtransfer.imaging.registration import register_to_template, with_registration
+        from adtransfer.imaging.registration import register_to_template, resample_scan_to_mni, with_registration
 
         img = nib.load(self.inputs.in_file)
         settings = RegistrationSettings.from_config(self.inputs.settings)
-        result = register_to_template(np.asarray(img.dataobj, np.float32), img.affine, self.inputs.modality, settings)
-        out = with_registration(img, result.affine_scanner_to_mni)
+        data = np.asarray(img.dataobj, np.float32)
+        result = register_to_template(data, img.affine, self.inputs.modality, settings)
+        if result.displacement_mni is None:
+            out = with_registration(img, result.affine_scanner_to_mni)
+        else:
+            on_mni = resample_scan_to_mni(
+                data, img.affine, result.affine_scanner_to_mni, self.inputs.order, result.displacement_mni
+            )
+            out = nib.Nifti1Image(on_mni, MNI_2MM.affine)
         self._results["out_file"] = _save(np.asarray(out.dataobj), out.affine, "registered.nii")
         self._results["registration_file"] = os.path.abspath("registration.json")
         Path(self._results["registration_file"]).write_text(json.dumps(result.as_dict(), indent=2))
@@ -224,7 +234,9 @@ def _connect_registration(wf, params: PreprocParams, reorient_node, who: str):
     if params.space != "native":
         raise ValueError(f"unknown space {params.space!r}")
     settings = asdict(params.registration)
-    register_node = Node(Register(modality=params.modality, settings=settings, who=who), name="register")
+    register_node = Node(
+        Register(modality=params.modality, settings=settings, order=params.interpolation, who=who), name="register"
+    )
     wf.connect(reorient_node, "out_file", register_node, "in_file")
     return register_node
 

@@ -53,7 +53,10 @@ class PreprocParams:
 
     def digest(self) -> str:
         """Hash of everything that changes the output, for the cache's provenance."""
-        payload = json.dumps({**asdict(self), "version": __version__}, sort_keys=True, default=str)
+        fields = asdict(self)
+        if not self.registration.nonlinear:  # its settings change nothing then: the hash stays as it was without them
+            fields["registration"] = {k: v for k, v in fields["registration"].items() if not k.startswith("nonlinear")}
+        payload = json.dumps({**fields, "version": __version__}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
