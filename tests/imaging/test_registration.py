@@ -13,6 +13,7 @@ from nibabel.processing import resample_from_to
 from adtransfer.errors import InputError
 from adtransfer.imaging.preprocess import PreprocParams, preprocess_subject
 from adtransfer.imaging.registration import (
+    RegistrationSettings,
     _to_sitk,
     _transform_to_ras,
     modality_template,
@@ -127,6 +128,91 @@ def test_cropped_field_of_view_still_registers(mni_scan, missing):
     assert mean < GOAL_MEAN_MM and worst < GOAL_MAX_MM, (missing, mean, worst)
 
 
+# --- the optional nonlinear (BSpline) step ------------------------------------------------------------------
+
+WARP_MM, WARP_HALF_WAVE_MM = 5.0, 90.0
+
+
+def _warp(points: np.ndarray) -> np.ndarray:
+    """A smooth displacement (mm) no affine can express: each axis shifted by a sine of another."""
+    p = points / WARP_HALF_WAVE_MM * np.pi
+    return WARP_MM * np.stack([np.sin(p[..., 1]), np.sin(p[..., 2]), np.sin(p[..., 0])], -1)
+
+
+def test_resampling_displacement_is_in_mni_ras_mm(mni_scan):
+    """A displacement d makes MNI voxel x take the scan's value at affine^-1(x + d): a constant one is a shift."""
+    scanner_to_mni = _known_affine()
+    img = place_in_scanner(mni_scan, scanner_to_mni)
+    data, affine = np.asarray(img.dataobj), img.affine
+    shift = np.array([4.0, -2.0, 6.0])
+    displacement = np.broadcast_to(shift, (*MNI_2MM.shape, 3)).astype(np.float32)
+    moved = np.eye(4)
+    moved[:3, 3] = -shift
+    expected = resample_scan_to_mni(data, affine, moved @ scanner_to_mni)
+    np.testing.assert_allclose(
+        resample_scan_to_mni(data, affine, scanner_to_mni, displacement=displacement), expected, atol=1e-4
+    )
+    zero = np.zeros((*MNI_2MM.shape, 3), np.float32)
+    np.testing.assert_allclose(
+        resample_scan_to_mni(data, affine, scanner_to_mni, displacement=zero),
+        resample_scan_to_mni(data, affine, scanner_to_mni),
+        atol=1e-4,
+    )
+
+
+def test_nonlinear_step_undoes_a_smooth_deformation(mni_scan):
+    """Scan = the subject's MNI volume bent by `_warp`, then placed under a rigid pose. The registration's full
+    mapping, judged by the true one (in mm over the brain), and the registered scan's correlation with the unbent
+    volume are better with the nonlinear step than without; the affine part is the affine-only result itself."""
+    from scipy import ndimage
+
+    ijk = np.indices(MNI_2MM.shape).reshape(3, -1).T
+    mni_mm = ijk @ MNI_2MM.affine[:3, :3].T + MNI_2MM.affine[:3, 3]
+    source = (mni_mm + _warp(mni_mm) - MNI_2MM.affine[:3, 3]) / MNI_2MM.voxel_mm  # bent(x) = scan(x + warp(x))
+    bent = ndimage.map_coordinates(mni_scan, source.T, order=1).reshape(MNI_2MM.shape)
+    rigid = random_rigid(np.random.default_rng(5), 10, 15)
+    img = nib.as_closest_canonical(place_in_scanner(bent, rigid))
+    data = np.asarray(img.dataobj)
+    brain = load_templates().brain_mask
+    points = mni_mm[brain.reshape(-1)]
+
+    def judged(result):
+        """Error (mm) of MNI point x -> scanner y as estimated, mapped back to MNI by the truth (y -> z -> z + warp)."""
+        d = 0 if result.displacement_mni is None else result.displacement_mni.reshape(-1, 3)[brain.reshape(-1)]
+        to_scanner = np.linalg.inv(result.affine_scanner_to_mni)
+        z = ((points + d) @ to_scanner[:3, :3].T + to_scanner[:3, 3]) @ rigid[:3, :3].T + rigid[:3, 3]
+        on_mni = resample_scan_to_mni(
+            data, img.affine, result.affine_scanner_to_mni, displacement=result.displacement_mni
+        )
+        err = np.linalg.norm(z + _warp(z) - points, axis=1)
+        return err.mean(), np.corrcoef(on_mni[brain], mni_scan[brain])[0, 1]
+
+    affine_only = register_to_template(data, img.affine, "fdg_pet")
+    bspline = register_to_template(data, img.affine, "fdg_pet", RegistrationSettings(nonlinear=True))
+    (err_affine, corr_affine), (err_bspline, corr_bspline) = judged(affine_only), judged(bspline)
+    assert err_bspline < 0.75 * err_affine and err_bspline < GOAL_MEAN_MM, (err_affine, err_bspline)
+    assert corr_bspline > corr_affine + 0.03, (corr_affine, corr_bspline)
+    assert bspline.similarity > affine_only.similarity
+    np.testing.assert_array_equal(bspline.affine_scanner_to_mni, affine_only.affine_scanner_to_mni)
+    assert affine_only.nonlinear is None and affine_only.displacement_mni is None
+    record = bspline.as_dict()["nonlinear"]
+    assert record["mesh"] == [4, 4, 4] and WARP_MM / 2 < record["max_displacement_mm"] < 4 * WARP_MM
+
+
+def test_nonlinear_step_is_off_by_default_and_its_settings_then_change_nothing(crop_grid):
+    assert RegistrationSettings.from_config({}) == RegistrationSettings() and not RegistrationSettings().nonlinear
+    assert RegistrationSettings.from_config({"nonlinear_mesh": [3, 5, 4]}).nonlinear_mesh == (3, 5, 4)
+    default = PreprocParams("ecd_spect", crop_grid, space="native")
+    unused = PreprocParams(
+        "ecd_spect", crop_grid, space="native", registration=RegistrationSettings(nonlinear_mesh=(8, 8, 8))
+    )
+    assert unused.digest() == default.digest()
+    used = PreprocParams("ecd_spect", crop_grid, space="native", registration=RegistrationSettings(nonlinear=True))
+    assert used.digest() != default.digest()
+    with pytest.raises(ValueError, match="nonlinear_mesh"):
+        RegistrationSettings(nonlinear_mesh=(4, 4))
+
+
 # --- synthetic native-space cohorts and the preprocessing node --------------------------------------------
 
 
@@ -181,6 +267,31 @@ def test_native_preprocessing_writes_affine_and_matches_mni_twin(twin_cohorts, c
     inside = out["mni"] != 0
     assert np.corrcoef(out["mni"][inside], out["native"][inside])[0, 1] >= 0.95
     assert (tmp_path / "native_registration.png").stat().st_size > 0
+    assert "nonlinear" not in reg
+
+
+def test_native_preprocessing_with_nonlinear_step(twin_cohorts, crop_grid, tmp_path):
+    """The register node resamples through affine and BSpline; the sidecar keeps the affine part (the same as
+    without the step) and records the step; the output differs from the affine-only one and matches the twin."""
+    sid, out = "tw0001", {}
+    for name, settings in (("affine", RegistrationSettings()), ("bspline", RegistrationSettings(nonlinear=True))):
+        out[name] = preprocess_subject(
+            twin_cohorts / "native" / "scans" / f"{sid}.nii.gz",
+            tmp_path / f"{name}.nii.gz",
+            PreprocParams("ecd_spect", crop_grid, space="native", registration=settings),
+            sid,
+            sidecar=tmp_path / f"{name}.json",
+        )
+    reg = {name: json.loads((tmp_path / f"{name}.json").read_text())["registration"] for name in out}
+    assert reg["bspline"]["affine_scanner_to_mni"] == reg["affine"]["affine_scanner_to_mni"]
+    assert reg["bspline"]["nonlinear"]["mesh"] == [4, 4, 4] and reg["bspline"]["nonlinear"]["max_displacement_mm"] > 0
+    assert "nonlinear" not in reg["affine"]
+    assert not np.array_equal(out["bspline"], out["affine"])
+    twin = preprocess_subject(
+        twin_cohorts / "mni" / "scans" / f"{sid}.nii.gz", tmp_path / "mni.nii.gz", PreprocParams("ecd_spect", crop_grid)
+    )
+    inside = twin != 0
+    assert np.corrcoef(twin[inside], out["bspline"][inside])[0, 1] >= 0.95
 
 
 # --- QC: flag below the similarity threshold; exclude or keep by config -------------------------------------
