@@ -257,7 +257,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = json.loads(args.registration)
     if args.nonlinear:
-        settings.setdefault("nonlinear", {})
+        settings["nonlinear"] = True
     native = {"modalities": args.modalities, "settings": settings, "fov": args.fov}
     work = Path(tempfile.mkdtemp(prefix="adtransfer-bench-"))
     try:
