@@ -128,6 +128,37 @@ def test_cropped_field_of_view_still_registers(mni_scan, missing):
     assert mean < GOAL_MEAN_MM and worst < GOAL_MAX_MM, (missing, mean, worst)
 
 
+def test_cropped_fov_fixes_the_affine_metric_region_to_the_data(ecd_cohort, monkeypatch):
+    """ECD (weak grey/white contrast) cut below MNI z = -20 mm. After the rigid stage the metric region is the
+    template's head where the scan has data, held fixed: no moving mask, whose sample set changes with the
+    transform and let the affine stretch the brain over the cut edge (bench, 20 such scans: max error 7.3 mm
+    before, 5.2 mm after)."""
+    import SimpleITK as sitk
+
+    from adtransfer.imaging import registration
+
+    masks = []
+    method = registration._method
+
+    def recording(settings, fixed_mask, moving_mask, iterations):
+        masks.append((sitk.GetArrayFromImage(fixed_mask).transpose(2, 1, 0).astype(bool), moving_mask))
+        return method(settings, fixed_mask, moving_mask, iterations)
+
+    monkeypatch.setattr(registration, "_method", recording)
+    scan = np.asarray(nib.load(sorted((ecd_cohort / "scans").glob("*.nii.gz"))[0]).dataobj, np.float32)
+    z = (np.indices(MNI_2MM.shape)[2] * MNI_2MM.voxel_mm + MNI_2MM.origin_mm[2]).astype(np.float32)
+    true = random_rigid(np.random.default_rng(8), 10, 15)
+    img = place_in_scanner(np.where(z > -20, scan, 0), true)
+    result = register_to_template(np.asarray(img.dataobj), img.affine, "ecd_spect")
+    (rigid_region, rigid_moving), (affine_region, affine_moving) = masks
+    assert rigid_moving is not None and affine_moving is None
+    assert rigid_region[z < -30].any() and not affine_region[z < -20].any()  # the cut part left out
+    kept = load_templates().brain_mask & (z > -10)
+    assert affine_region[kept].mean() > 0.95, affine_region[kept].mean()  # the brain it has kept
+    mean, _ = registration_error_mm(result.affine_scanner_to_mni, true)
+    assert mean < 3.0, mean
+
+
 # --- the optional nonlinear (BSpline) step ------------------------------------------------------------------
 
 WARP_MM, WARP_HALF_WAVE_MM = 5.0, 90.0

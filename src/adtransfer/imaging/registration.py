@@ -5,7 +5,8 @@
     register  centres of mass (moments) initialise a rigid (Euler3D) registration, then a 12-dof affine one,
               both multi-resolution with a correlation metric. The metric is masked to the template's head and
               to the scan's support (its non-zero voxels), so a cropped field of view (no cerebellum or vertex,
-              zero-padded or simply not acquired) does not pull the brain towards the missing part.
+              zero-padded or simply not acquired) does not pull the brain towards the missing part; after the
+              rigid stage that region is fixed on the template (the head where the rigidly placed scan has data).
     nonlinear optional (setting `nonlinear`, off by default): a coarse cubic BSpline transform on the template
               grid (`nonlinear_mesh` cells, about 45 mm apart at 4x4x4), fitted after the affine with L-BFGS-B, the
               same metric and masks. It only bends what an affine cannot (a head shaped unlike the template); the
@@ -167,7 +168,8 @@ def _method(settings: RegistrationSettings, fixed_mask, moving_mask, iterations:
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(settings.sampling, settings.seed)
     reg.SetMetricFixedMask(fixed_mask)
-    reg.SetMetricMovingMask(moving_mask)
+    if moving_mask is not None:
+        reg.SetMetricMovingMask(moving_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0,
@@ -209,7 +211,12 @@ def register_to_template(
     full.SetCenter(rigid.GetCenter())
     full.SetMatrix(rigid.GetMatrix())
     full.SetTranslation(rigid.GetTranslation())
-    reg = _method(settings, fixed_mask, moving_mask, settings.affine_iterations)
+    # from here the metric region is held fixed: the template's head where the rigidly placed scan has data. With a
+    # moving mask instead, the sampled voxels change with the transform and the affine can gain by stretching
+    # ill-fitting ones out of the scan's support, as at a cropped field of view's cut edge
+    in_view = sitk.Resample(moving_mask, fixed_mask, rigid, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    fixed_mask = sitk.And(fixed_mask, in_view)
+    reg = _method(settings, fixed_mask, None, settings.affine_iterations)
     reg.SetInitialTransform(full, inPlace=True)
     reg.Execute(fixed, moving)
     metric_affine = reg.GetMetricValue()
@@ -217,7 +224,7 @@ def register_to_template(
     scanner_to_mni = _transform_to_ras(full)
     displacement, nonlinear = None, None
     if settings.nonlinear:
-        displacement, nonlinear = _nonlinear_step(settings, fixed, moving, fixed_mask, moving_mask, full)
+        displacement, nonlinear = _nonlinear_step(settings, fixed, moving, fixed_mask, full)
     on_mni = resample_scan_to_mni(data, affine, scanner_to_mni, displacement=displacement)
     similarity = template_similarity(on_mni, template)
     return RegistrationResult(
@@ -231,7 +238,7 @@ def register_to_template(
     )
 
 
-def _nonlinear_step(settings: RegistrationSettings, fixed, moving, fixed_mask, moving_mask, affine_tx):
+def _nonlinear_step(settings: RegistrationSettings, fixed, moving, fixed_mask, affine_tx):
     """A coarse BSpline on the template grid, applied before the (fixed) affine: MNI point -> bent MNI point ->
     scanner. Fitted at the affine's finest pyramid level only (a coarse mesh needs no finer image). Returns the
     displacement on the 2 mm MNI grid (RAS mm, shape (*MNI shape, 3)) and the sidecar's record."""
@@ -242,8 +249,7 @@ def _nonlinear_step(settings: RegistrationSettings, fixed, moving, fixed_mask, m
     reg.SetMetricAsCorrelation()
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(settings.sampling, settings.seed)
-    reg.SetMetricFixedMask(fixed_mask)
-    reg.SetMetricMovingMask(moving_mask)
+    reg.SetMetricFixedMask(fixed_mask)  # the affine stage's: the template's head within the scan's field of view
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsLBFGSB(
         gradientConvergenceTolerance=1e-5,
