@@ -1,5 +1,8 @@
 """Training end to end on a tiny cached cohort (slow): outputs, determinism, resume after a kill, fine-tuning, MMSE.
-Fast: the resume logic on crafted work folders, and against Keras' BackupAndRestore with a tiny dense model."""
+Fast: the resume logic on crafted work folders, and against Keras' BackupAndRestore with a tiny dense model.
+
+The classifier and the MMSE model of the slow tests are session fixtures (conftest.py), shared with
+test_predict_scans."""
 
 from __future__ import annotations
 
@@ -8,73 +11,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-SETTINGS = {
-    "task": "classify",
-    "init": "random",
-    "learning_rate": 1e-3,
-    "batch_size": 8,
-    "epochs": 2,
-    "patience": 5,
-    "bn_momentum": 0.9,
-    "fc_units": 16,
-    "seed": 3,
-    "intensity_range": [0, 3],
-}
-
-
-def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, pretrained=None) -> list[str]:
-    """The command training into folder `out` as the workflow lays a model out: model.keras, history.tsv,
-    metrics.json, and the resume state in work/."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "adtransfer",
-        "train",
-        "--cache",
-        str(tiny_cache["cache"]),
-        "--splits",
-        str(splits or tiny_cache["splits"]),
-        "--set",
-        column,
-        "--model-out",
-        str(out / "model.keras"),
-        "--history-out",
-        str(out / "history.tsv"),
-        "--metrics-out",
-        str(out / "metrics.json"),
-        "--work-dir",
-        str(out / "work"),
-        "--settings",
-        json.dumps(settings or SETTINGS),
-        "--threads",
-        "2",
-    ]
-    return cmd + (["--pretrained", str(pretrained)] if pretrained else [])
-
-
-def train(tiny_cache, out: Path, column="n12", pretrained=None, **overrides) -> subprocess.CompletedProcess:
-    cmd = train_cmd(tiny_cache, out, column, {**SETTINGS, **overrides}, pretrained=pretrained)
-    proc = subprocess.run(
-        cmd + ["--log", str(out.parent / f"{out.name}.log")], capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+from train_helpers import SETTINGS, train, train_cmd
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "fdg_n12"
-    proc = train(tiny_cache, out)
-    (out.parent / "console.txt").write_text(proc.stdout + proc.stderr)
-    return out
+def trained(tiny_classifier):
+    return tiny_classifier
 
 
 @pytest.mark.slow
@@ -115,16 +63,16 @@ def test_same_config_same_results(trained, tiny_cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_finetuning_and_mmse(trained, tiny_cache, tmp_path):
+def test_finetuning_and_mmse(trained, tiny_mmse, tiny_cache, tmp_path):
     ft = tmp_path / "ecd_from_fdg"
     train(tiny_cache, ft, pretrained=trained / "model.keras", fc_units=8, epochs=1)
     metrics = json.loads((ft / "metrics.json").read_text())
     assert metrics["pretrained"].endswith("model.keras")
-    mmse = tmp_path / "mmse"
-    train(tiny_cache, mmse, column="mmse_set", task="mmse", epochs=1)
-    m = json.loads((mmse / "metrics.json").read_text())
+    # the MMSE regressor (one epoch on mmse_set, its head replacing the classifier's: conftest.tiny_mmse)
+    m = json.loads((tiny_mmse / "metrics.json").read_text())
+    assert m["settings"]["task"] == "mmse" and m["set"] == "mmse_set"
     assert 0 <= m["val_mae_ensemble"] <= 30
-    assert "mae" in pd.read_csv(mmse / "history.tsv", sep="\t").columns
+    assert "mae" in pd.read_csv(tiny_mmse / "history.tsv", sep="\t").columns
 
 
 # Chosen (measured on the tiny cohort) so that the best validation loss comes early and early stopping acts later:
