@@ -1,7 +1,8 @@
 """`adtransfer predict` on new scans from a model bundle, and the bundle (manifest.json, MODEL_CARD.md) itself.
 
 Fast tests use a bundle whose model.keras is a placeholder: everything they check is refused before a model is
-loaded. The slow tests train tiny models (76 px, one epoch) and compare with the workflow's cohort predictions.
+loaded. The slow tests bundle the session's tiny trained models (76 px: conftest's tiny_classifier and the MMSE model
+fine-tuned from it, tiny_mmse; also test_train's) and compare with the workflow's cohort predictions of them.
 """
 
 from __future__ import annotations
@@ -262,30 +263,28 @@ def test_a_model_file_other_than_the_manifests_is_refused(placeholder, tiny_cach
 # --- predictions of trained models (TensorFlow) ------------------------------------------------------------
 
 
-def trained_bundle(tiny_cache, root: Path, task: str, pretrained: Path | None = None) -> tuple[Path, pd.DataFrame]:
-    """A tiny model (one epoch), bundled, and the workflow's cohort predictions of it."""
-    from test_train import train
-
+def trained_bundle(tiny_cache, root: Path, task: str, model: Path) -> tuple[Path, pd.DataFrame]:
+    """A copy of a tiny trained model folder, bundled, and the workflow's cohort predictions of it."""
     from adtransfer.learning.predict import predict_cohort
 
     folder = root / task
+    shutil.copytree(model, folder)  # the session's model folder stays as training left it
     column = "n12" if task == "classify" else "mmse_set"
-    train(tiny_cache, folder, column=column, task=task, epochs=1, pretrained=pretrained)
     pred = predict_cohort(trained_model(tiny_cache, folder, column), root / f"{task}.tsv", root / f"{task}.h5")
-    bundle(tiny_cache, folder, task, parent="fdg/n12" if pretrained else None)
+    bundle(tiny_cache, folder, task, parent="fdg/n12" if task == "mmse" else None)
     return folder, pred.set_index("subject_id")
 
 
 @pytest.fixture(scope="module")
-def trained_classifier(tiny_cache, tmp_path_factory):
-    return trained_bundle(tiny_cache, tmp_path_factory.mktemp("trained"), "classify")
+def trained_classifier(tiny_cache, tiny_classifier, tmp_path_factory):
+    return trained_bundle(tiny_cache, tmp_path_factory.mktemp("trained"), "classify", tiny_classifier)
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_cache, trained_classifier):
+def trained(tiny_cache, trained_classifier, tiny_mmse):
     """The classifier and an MMSE model fine-tuned from it, with the workflow's cohort predictions of both."""
     clf, clf_pred = trained_classifier
-    mmse, mmse_pred = trained_bundle(tiny_cache, clf.parent, "mmse", pretrained=clf / "model.keras")
+    mmse, mmse_pred = trained_bundle(tiny_cache, clf.parent, "mmse", tiny_mmse)
     return {"classify": clf, "mmse": mmse, "predictions": {"classify": clf_pred, "mmse": mmse_pred}}
 
 

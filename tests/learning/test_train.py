@@ -1,80 +1,30 @@
 """Training end to end on a tiny cached cohort (slow): outputs, determinism, resume after a kill, fine-tuning, MMSE.
-Fast: the resume logic on crafted work folders, and against Keras' BackupAndRestore with a tiny dense model."""
+Fast: the resume logic on crafted work folders, and against Keras' BackupAndRestore with a tiny dense model.
+
+The slow tests share their training runs: the classifier and the MMSE model are session fixtures (conftest.py,
+also used by test_predict_scans), and the kill tests share one uninterrupted run and one killed run, whose work
+folder each of them restores before its own rerun."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-SETTINGS = {
-    "task": "classify",
-    "init": "random",
-    "learning_rate": 1e-3,
-    "batch_size": 8,
-    "epochs": 2,
-    "patience": 5,
-    "bn_momentum": 0.9,
-    "fc_units": 16,
-    "seed": 3,
-    "intensity_range": [0, 3],
-}
-
-
-def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, pretrained=None) -> list[str]:
-    """The command training into folder `out` as the workflow lays a model out: model.keras, history.tsv,
-    metrics.json, and the resume state in work/."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "adtransfer",
-        "train",
-        "--cache",
-        str(tiny_cache["cache"]),
-        "--splits",
-        str(splits or tiny_cache["splits"]),
-        "--set",
-        column,
-        "--model-out",
-        str(out / "model.keras"),
-        "--history-out",
-        str(out / "history.tsv"),
-        "--metrics-out",
-        str(out / "metrics.json"),
-        "--work-dir",
-        str(out / "work"),
-        "--settings",
-        json.dumps(settings or SETTINGS),
-        "--threads",
-        "2",
-    ]
-    return cmd + (["--pretrained", str(pretrained)] if pretrained else [])
-
-
-def train(tiny_cache, out: Path, column="n12", pretrained=None, **overrides) -> subprocess.CompletedProcess:
-    cmd = train_cmd(tiny_cache, out, column, {**SETTINGS, **overrides}, pretrained=pretrained)
-    proc = subprocess.run(
-        cmd + ["--log", str(out.parent / f"{out.name}.log")], capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+from train_helpers import SETTINGS, train, train_cmd
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "fdg_n12"
-    proc = train(tiny_cache, out)
-    (out.parent / "console.txt").write_text(proc.stdout + proc.stderr)
-    return out
+def trained(tiny_classifier):
+    return tiny_classifier
 
 
 @pytest.mark.slow
@@ -115,16 +65,16 @@ def test_same_config_same_results(trained, tiny_cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_finetuning_and_mmse(trained, tiny_cache, tmp_path):
+def test_finetuning_and_mmse(trained, tiny_mmse, tiny_cache, tmp_path):
     ft = tmp_path / "ecd_from_fdg"
     train(tiny_cache, ft, pretrained=trained / "model.keras", fc_units=8, epochs=1)
     metrics = json.loads((ft / "metrics.json").read_text())
     assert metrics["pretrained"].endswith("model.keras")
-    mmse = tmp_path / "mmse"
-    train(tiny_cache, mmse, column="mmse_set", task="mmse", epochs=1)
-    m = json.loads((mmse / "metrics.json").read_text())
+    # the MMSE regressor (one epoch on mmse_set, its head replacing the classifier's: conftest.tiny_mmse)
+    m = json.loads((tiny_mmse / "metrics.json").read_text())
+    assert m["settings"]["task"] == "mmse" and m["set"] == "mmse_set"
     assert 0 <= m["val_mae_ensemble"] <= 30
-    assert "mae" in pd.read_csv(mmse / "history.tsv", sep="\t").columns
+    assert "mae" in pd.read_csv(tiny_mmse / "history.tsv", sep="\t").columns
 
 
 # Chosen (measured on the tiny cohort) so that the best validation loss comes early and early stopping acts later:
@@ -138,53 +88,106 @@ def _weights(path: Path) -> list:
     return keras.saving.load_model(path, compile=False).get_weights()
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_exactly(tiny_cache, tmp_path):
-    """A job killed after its best epoch and before early stopping acts, then rerun, gives the uninterrupted run's
-    history, metrics (timings apart) and final weights: EarlyStopping's best, wait counter and best weights are
-    rebuilt on resume. The kill leaves no half-written output."""
-    straight = tmp_path / "straight"
-    done = subprocess.run(train_cmd(tiny_cache, straight, settings=RESUME), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    expected = pd.read_csv(straight / "history.tsv", sep="\t")
-    expected_metrics = json.loads((straight / "metrics.json").read_text())
-    best, stopped = int(expected["val_loss"].idxmin()), len(expected) - 1
-    # the test's premise: early stopping acted (patience epochs after the best one), and the kill point (the best
-    # epoch and one without improvement finished) lies between the best epoch and the stop
-    kill_after = best + 2
-    trajectory = expected[["epoch", "val_loss"]].to_string()
-    assert stopped < RESUME["epochs"] - 1 and stopped == best + RESUME["patience"] >= kill_after, trajectory
-
-    out = tmp_path / "resume"
-    cmd = train_cmd(tiny_cache, out, settings=RESUME)
+def _kill_when(cmd: list[str], ready, timeout: float = 600) -> None:
+    """Start a training job, SIGKILL it as soon as ready() holds."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    history = out / "work" / "history.tsv"
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if history.exists() and len(history.read_text().strip().splitlines()) >= 1 + kill_after:
-            break
-        time.sleep(0.1)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # nothing half-written: no output, no temporary file beside the outputs; only the work folder
-    assert [p.name for p in out.iterdir()] == ["work"]
 
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+def _committed(meta: Path) -> int:
+    """The epoch count a BackupAndRestore metadata file records (-1 while missing or half written)."""
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_cache, tmp_path_factory) -> dict:
+    """The uninterrupted RESUME run that every kill test must reproduce, and the test's premise checked on it."""
+    out = tmp_path_factory.mktemp("straight") / "straight"
+    done = subprocess.run(train_cmd(tiny_cache, out, settings=RESUME), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = pd.read_csv(out / "history.tsv", sep="\t")
+    best, stopped = int(expected["val_loss"].idxmin()), len(expected) - 1
+    # the premise: early stopping acted (patience epochs after the best one), and the kill point (the best epoch
+    # and one without improvement finished) lies between the best epoch and the stop
+    kill_after = best + 2
+    trajectory = expected[["epoch", "val_loss"]].to_string()
+    assert stopped < RESUME["epochs"] - 1 and stopped == best + RESUME["patience"] >= kill_after, trajectory
+    return {
+        "out": out,
+        "history": expected,
+        "metrics": json.loads((out / "metrics.json").read_text()),
+        "best": best,
+        "stopped": stopped,
+        "kill_after": kill_after,
+        "trajectory": trajectory,
+    }
+
+
+@pytest.fixture(scope="module")
+def killed(tiny_cache, straight, tmp_path_factory) -> dict:
+    """One RESUME job SIGKILLed once BackupAndRestore has committed `kill_after` epochs (>= 2: its double checkpoint
+    then holds a previous pair too), i.e. after the best epoch and before early stopping acts. What the kill left
+    is kept aside: every kill test puts it back in place (a work folder is claimed by its job's output path)
+    before rerunning the job."""
+    root = tmp_path_factory.mktemp("killed")
+    out = root / "resume"
+    cmd = train_cmd(tiny_cache, out, settings=RESUME)
+    backup = out / "work" / "backup"
+    meta, prev_meta = backup / "training_metadata.json", backup / "training_metadata.json.bkp"
+    history = out / "work" / "history.tsv"
+    kill_after = straight["kill_after"]
+
+    def ready() -> bool:
+        rows = len(history.read_text().strip().splitlines()) - 1 if history.exists() else 0
+        return rows >= kill_after and _committed(meta) >= max(kill_after, 2) and _committed(prev_meta) >= 1
+
+    _kill_when(cmd, ready)
+    left = sorted(p.name for p in out.iterdir())
+    shutil.copytree(out, root / "as_killed", symlinks=True)
+    return {"cmd": cmd, "out": out, "as_killed": root / "as_killed", "left": left, "kill_after": kill_after}
+
+
+def _restore(killed: dict) -> Path:
+    """The killed job's folder as the kill left it; returns its work/backup folder."""
+    shutil.rmtree(killed["out"], ignore_errors=True)
+    shutil.copytree(killed["as_killed"], killed["out"], symlinks=True)
+    return killed["out"] / "work" / "backup"
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_exactly(killed, straight):
+    """A job killed after its best epoch and before early stopping acts, then rerun, gives the uninterrupted run's
+    history, metrics (timings apart) and final weights: EarlyStopping's best, wait counter and best weights are
+    rebuilt on resume. The kill leaves no half-written output."""
+    # nothing half-written: no output, no temporary file beside the outputs; only the work folder
+    assert killed["left"] == ["work"]
+    _restore(killed)
+    out, kill_after = killed["out"], killed["kill_after"]
+    done = subprocess.run(killed["cmd"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     epochs_shown = [int(m) for m in re.findall(r"Epoch (\d+)/8", done.stdout + done.stderr)]
     assert epochs_shown and min(epochs_shown) > kill_after - 1, epochs_shown  # resumed, not restarted
 
     final = pd.read_csv(out / "history.tsv", sep="\t")
-    pd.testing.assert_frame_equal(final, expected, rtol=1e-5)
+    pd.testing.assert_frame_equal(final, straight["history"], rtol=1e-5)
     metrics = json.loads((out / "metrics.json").read_text())
+    expected_metrics = dict(straight["metrics"])
     for m in (metrics, expected_metrics):
         m.pop("seconds")
     assert metrics.keys() == expected_metrics.keys()
     for key, value in expected_metrics.items():
         assert metrics[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
-    assert metrics["best_epoch"] == best and metrics["stopped_epoch"] == stopped, trajectory
-    for a, b in zip(_weights(out / "model.keras"), _weights(straight / "model.keras"), strict=True):
+    trajectory = straight["trajectory"]
+    assert metrics["best_epoch"] == straight["best"] and metrics["stopped_epoch"] == straight["stopped"], trajectory
+    for a, b in zip(_weights(out / "model.keras"), _weights(straight["out"] / "model.keras"), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not (out / "work").exists()
 
@@ -212,59 +215,26 @@ def test_unknown_training_setting_is_refused():
 # --- a kill inside BackupAndRestore's own commit -----------------------------------------------------------
 
 
-def _kill_when(cmd: list[str], ready, timeout: float = 600) -> None:
-    """Start a training job, SIGKILL it as soon as ready() holds."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-SHORT = {**SETTINGS, "epochs": 4, "patience": 10}
-
-
-@pytest.fixture(scope="module")
-def short_run(tiny_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("short") / "straight"
-    done = subprocess.run(train_cmd(tiny_cache, out, settings=SHORT), capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated_metadata", "weights_newer_than_metadata"])
-def test_kill_inside_backup_commit_resumes_exactly(tiny_cache, short_run, tmp_path, damage):
+def test_kill_inside_backup_commit_resumes_exactly(killed, straight, damage):
     """A kill while BackupAndRestore wrote training_metadata.json (half of it written), or between its weights and
     its metadata (the weights of the next epoch beside the previous epoch's metadata), then a rerun: the job
     completes without a traceback and gives the uninterrupted run's history and weights."""
-    out = tmp_path / "resume"
-    cmd = train_cmd(tiny_cache, out, settings=SHORT)
-    backup = out / "work" / "backup"
+    backup = _restore(killed)
     meta, prev_meta = backup / "training_metadata.json", backup / "training_metadata.json.bkp"
-
-    def two_commits() -> bool:  # the double checkpoint holds a previous pair
-        try:
-            return json.loads(meta.read_text())["epoch"] >= 2 and json.loads(prev_meta.read_text())["epoch"] >= 1
-        except (OSError, ValueError):
-            return False
-
-    _kill_when(cmd, two_commits)
     # BackupAndRestore's commit of epoch count e + 1 copies the (weights, metadata) pair to .bkp, then writes the
     # weights, then the metadata: the killed run's consistent state (e + 1, with e in .bkp) becomes the kill inside
     # that commit by rewriting the metadata alone
     text = meta.read_text()
     meta.write_text(text[: len(text) // 2] if damage == "truncated_metadata" else prev_meta.read_text())
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    out = killed["out"]
+    done = subprocess.run(killed["cmd"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stdout + done.stderr
     assert "previous checkpoint" in done.stdout + done.stderr
-    pd.testing.assert_frame_equal(
-        pd.read_csv(out / "history.tsv", sep="\t"), pd.read_csv(short_run / "history.tsv", sep="\t"), rtol=1e-5
-    )
-    for a, b in zip(_weights(out / "model.keras"), _weights(short_run / "model.keras"), strict=True):
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.tsv", sep="\t"), straight["history"], rtol=1e-5)
+    for a, b in zip(_weights(out / "model.keras"), _weights(straight["out"] / "model.keras"), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not (out / "work").exists()
 

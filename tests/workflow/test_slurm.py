@@ -39,15 +39,25 @@ TIMEOUT = 1500
 
 
 def reduced_config() -> dict:
-    """The tests' tiny training config at 1 epoch: every stage runs, and SLURM's per-job overhead dominates."""
+    """The tests' tiny training config at 1 epoch and 1 replicate: every rule of the tiny config still runs (checked
+    against its dry run in `runs`), with the fewest jobs, since the node runs 2 jobs at a time and each pays
+    SLURM's and Snakemake's start-up (replicates only repeat the train/predict/evaluate/bundle jobs)."""
     cfg = tiny_training_config(seed=7)
     cfg["train"]["epochs"] = 1
+    cfg["train"]["replicates"] = 1
     return cfg
+
+
+# The first status check of a job comes this many seconds after its submission (the profile's 10 s is meant for
+# real clusters; the plugin backs off by 10 s per idle check either way). It only shortens the waits between
+# dependent jobs; the profile's every other setting is what the run uses.
+STATUS_CHECK_SECONDS = "2"
 
 
 def slurm_snakemake(cluster, workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
     """`snakemake --profile workflow/profiles/slurm` as a user runs it, talking to the test cluster."""
     env = cluster.environment(Path(sys.executable).parent)  # jobs run `python` (the venv's) and `srun`
+    args = ("--slurm-init-seconds-before-status-checks", STATUS_CHECK_SECONDS, *args)
     cmd = snakemake_command(workdir, configfile, "--profile", str(PROFILE), *args, cores=None)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT, cwd=workdir)
 
@@ -88,6 +98,9 @@ def runs(slurm_cluster, tmp_path_factory):
     slurm_dir.mkdir()
     local_dir.mkdir()
     gpu_rules = gpu_tagged_rules(local_dir, cfg)
+    # the rules of the tests' whole tiny config (2 epochs, 2 replicates), which the reduced one must all run
+    tiny = write_config(base / "tiny.yaml", tiny_training_config(seed=7))
+    tiny_rules = set(job_counts(snakemake(local_dir, tiny, "-n").stdout))
     targets = [
         f"results/{kind}/{c}.{ext}" for c in ("fdg", "ecd") for kind, ext in (("cache", "h5"), ("splits", "tsv"))
     ]
@@ -104,6 +117,7 @@ def runs(slurm_cluster, tmp_path_factory):
         "local": local_dir,
         "output": output,
         "gpu_rules": gpu_rules,
+        "tiny_rules": tiny_rules,
         "jobs": slurm_jobs(slurm_cluster, output),
     }
 
@@ -120,6 +134,8 @@ def test_every_job_ran_as_a_completed_slurm_job(runs):
     assert submitted == {r: n for r, n in planned.items() if r not in local_rules}
     assert local_rules <= {"all"}, local_rules  # only the target itself, which runs nothing, stays local
     assert TRAIN_RULES <= set(submitted)
+    # the reduced config left out no rule of the tiny config: every kind of job ran on SLURM
+    assert set(planned) == runs["tiny_rules"], set(planned) ^ runs["tiny_rules"]
 
 
 def test_gpu_jobs_and_only_they_get_the_gpu(runs):

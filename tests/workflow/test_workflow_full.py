@@ -39,6 +39,9 @@ DATA_RULES = {"synth_fdg", "synth_ecd", "validate", "preprocess", "cache", "spli
 
 
 USER_ECD = {"modality": "ecd_spect", "table": "mydata/participants.tsv"}
+# Two GPU-tagged jobs at once, as `make demo` runs them: each trains or predicts on 1 thread (train.threads), so
+# under the default profile's gpu=1 one of the 2 cores would idle through every CNN stage.
+TWO_GPUS = ("--resources", "gpu=2")
 
 
 def _config(work: Path, **changes) -> Path:
@@ -60,7 +63,7 @@ def full_run(tmp_path_factory):
         progress=False,
     )
     cfg = _config(work)
-    snakemake(work, cfg, timeout=2400)
+    snakemake(work, cfg, *TWO_GPUS, timeout=2400)
     return work, cfg
 
 
@@ -136,7 +139,7 @@ def test_interrupted_run_finishes_with_the_same_results(full_run):
     target = work / "results/models/ecd/scratch"
     before = json.loads((target / "metrics.json").read_text())
     shutil.rmtree(target)  # this model is still to be trained when the run is interrupted
-    cmd = snakemake_command(work, cfg)
+    cmd = snakemake_command(work, cfg, *TWO_GPUS)
     proc = subprocess.Popen(
         cmd,
         cwd=work,
@@ -157,7 +160,7 @@ def test_interrupted_run_finishes_with_the_same_results(full_run):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert not (target / "metrics.json").exists()  # no half-written outputs left
-    done = snakemake(work, cfg, "--rerun-incomplete", timeout=1200)
+    done = snakemake(work, cfg, "--rerun-incomplete", *TWO_GPUS, timeout=1200)
     assert re.search(r"wildcards: model=ecd/scratch\b", done.stdout + done.stderr)
     after = json.loads((target / "metrics.json").read_text())
     for key in ("val_auc_ensemble", "val_accuracy_ensemble", "epochs_run"):
