@@ -109,6 +109,10 @@ def preproc_params(manifest: dict, where: str) -> PreprocParams:
         )
     g = raw["crop_grid"]
     raw["crop_grid"] = Grid(tuple(int(v) for v in g["shape"]), float(g["voxel_mm"]), tuple(map(float, g["origin_mm"])))
+    if "registration" in raw:  # JSON gives a dict; the digest and the register step need the settings object
+        from adtransfer.imaging.registration import RegistrationSettings
+
+        raw["registration"] = RegistrationSettings.from_config(raw["registration"])
     return PreprocParams(**raw)
 
 
