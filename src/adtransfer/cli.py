@@ -377,6 +377,11 @@ def _add_cohort_data(
         p.add_argument("--set", required=True, help=column_help)
 
 
+def _add_pairs(p: argparse.ArgumentParser, flag: str, metavar: tuple[str, str], help: str) -> None:
+    """A repeatable option of two values (a name and its file), collected as a list of pairs."""
+    p.add_argument(flag, nargs=2, action="append", metavar=metavar, help=f"{help} (repeat)")
+
+
 def _add_model_inputs(p: argparse.ArgumentParser, what: str, *, splits: bool = True, column: bool = True) -> None:
     """A trained CNN and its cohort data, as `_trained_model` reads them (learning.predict.TrainedModel)."""
     p.add_argument("--model", required=True, help=f"the {what} model.keras")
@@ -603,23 +608,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for paired-difference CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the Holm adjustment")
-    p.add_argument(
+    _add_pairs(
+        p,
         "--truth",
-        nargs=2,
-        action="append",
-        metavar=("ROLE", "JSON"),
-        help="ground_truth.json of a synthetic cohort (fdg or ecd role): the summary says what kind it is (repeat)",
+        ("ROLE", "JSON"),
+        "ground_truth.json of a synthetic cohort (fdg or ecd role): the summary says what kind it is",
     )
-    p.add_argument(
+    _add_pairs(
+        p,
         "--registration-qc",
-        nargs=2,
-        action="append",
-        metavar=("COHORT", "TSV"),
-        help="registration QC table of a native-space cohort: the summary lists its flagged subjects (repeat)",
+        ("COHORT", "TSV"),
+        "registration QC table of a native-space cohort: the summary lists its flagged subjects",
     )
 
     p = add("summary", cmd_summary)
-    p.add_argument("--table", nargs=2, action="append", metavar=("NAME", "TSV"), help="a table `tables` wrote (repeat)")
+    _add_pairs(p, "--table", ("NAME", "TSV"), "a table `tables` wrote")
     p.add_argument("--findings", required=True, help="the findings `tables` wrote")
     p.add_argument("--out", required=True, help="summary page (HTML)")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise level (as given to `tables`)")
