@@ -94,13 +94,14 @@ def test_fdg_mmse_model_fine_tunes_the_largest_fdg_classifier(tmp_path, mmse_ini
         assert '"learning_rate": 0.0001' in command  # finetune_learning_rate
 
 
-def test_ecd_stage_schedule_is_shared_by_both_arms(tmp_path):
+def test_stage_schedules_apply_to_their_models(tmp_path):
     """train.ecd_stage sets the schedule of the replicated ECD stage, the same for its fine-tunes and its model
-    without FDG stage (so the transfer comparison differs in starting point and learning rate only); FDG
-    pre-training and the MMSE models keep the plain keys, and a key left out takes the plain one."""
+    without FDG stage (so the transfer comparison differs in starting point and learning rate only); train.mmse_stage
+    that of the MMSE models; FDG pre-training keeps the plain keys, and a key left out takes the plain one."""
     cfg = tiny_training_config()
     cfg["train"].update(epochs=7, patience=5, early_stopping_start=4, replicates=2)
     cfg["train"]["ecd_stage"] = {"epochs": 6, "patience": 1}
+    cfg["train"]["mmse_stage"] = {"epochs": 5, "early_stopping_start": 1}
     path = write_config(tmp_path / "schedule.yaml", cfg)
     proc = snakemake(tmp_path, path, "-n", "-p")
     settings = {
@@ -108,21 +109,34 @@ def test_ecd_stage_schedule_is_shared_by_both_arms(tmp_path):
         for name, block in train_jobs(proc.stdout).items()
     }
     stage = {"ecd/from_fdg_n8", "ecd/from_fdg_n8_r1", "ecd/scratch", "ecd/scratch_r1"}
-    assert stage < set(settings) and {"fdg/n8", "mmse/fdg", "mmse/ecd_from_fdg"} < set(settings)
+    mmse = {"mmse/fdg", "mmse/ecd_from_fdg"}
+    assert stage < set(settings) and mmse < set(settings) and "fdg/n8" in settings
     for name, s in settings.items():
-        expected = (6, 1, 4) if name in stage else (7, 5, 4)
+        expected = (6, 1, 4) if name in stage else (5, 5, 1) if name in mmse else (7, 5, 4)
         assert (s["epochs"], s["patience"], s["early_stopping_start"]) == expected, name
+    # the workstation profile puts the longest chain of dependent jobs first: the data, FDG pre-training of the
+    # largest size, the FDG MMSE model fine-tuned from it and the ECD MMSE model fine-tuned from that
+    first = {
+        (re.search(r"^(?:local)?rule (\S+):", b, re.M)[1], (re.search(r"wildcards: (\S+)", b) or [None, ""])[1])
+        for b in job_blocks(proc.stdout)
+        if re.search(r"^\s+priority: highest$", b, re.M)
+    }
+    assert {("train", f"model={m}") for m in ("fdg/n8", *mmse)} <= first
+    assert {r for r, _ in first} == {"synth_fdg", "synth_ecd", "validate", "preprocess", "cache", "split", "train"}
+    assert not any(w.startswith("model=ecd/") for _, w in first)
 
 
 def test_paper_config_over_the_default_keeps_the_papers_schedule_and_explains_every_classifier(tmp_path):
     """Snakemake merges --configfile over config/config.yaml when run from the project folder (as the README does):
-    the demo's ECD-stage schedule and its explain.models must not leak into the paper's run."""
+    the demo's ECD-stage and MMSE schedules and its explain.models must not leak into the paper's run."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
-    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n", "-p", "results/models/ecd/scratch/metrics.json")
-    (block,) = [b for name, b in train_jobs(proc.stdout).items() if name == "ecd/scratch"]
-    s = json.loads(re.search(r"--settings '(\{.*?\})'", block).group(1))
-    assert (s["epochs"], s["patience"], s["early_stopping_start"]) == (200, 20, 0)
+    targets = [f"results/models/{m}/metrics.json" for m in ("ecd/scratch", "mmse/fdg")]
+    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n", "-p", *targets)
+    jobs = train_jobs(proc.stdout)
+    for name in ("ecd/scratch", "mmse/fdg"):
+        s = json.loads(re.search(r"--settings '(\{.*?\})'", jobs[name]).group(1))
+        assert (s["epochs"], s["patience"], s["early_stopping_start"]) == (200, 20, 0), name
     proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n")
     assert job_counts(proc.stdout)["gradcam"] == 11
 
