@@ -501,9 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--settings", required=True, help="JSON training settings (adtransfer.learning.train.TrainSettings)")
     p.add_argument("--pretrained", help="fine-tune from this model (.keras; new head)")
-    p.add_argument(
-        "--predictions-out", help="also write predict-cohort's prediction table (TSV) of the trained model"
-    )
+    p.add_argument("--predictions-out", help="also write predict-cohort's prediction table (TSV) of the trained model")
     p.add_argument("--features-out", help="and its FC-layer features (HDF5); with --predictions-out")
     p.add_argument("--threads", type=int, default=2)
 
