@@ -177,7 +177,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict_cohort(args: argparse.Namespace) -> None:
-    """Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step)."""
+    """Predict every subject of a cached cohort with one trained CNN (TensorFlow; in the workflow the train job runs
+    the same code: `train --predictions-out --features-out`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict import predict_cohort
 

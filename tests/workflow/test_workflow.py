@@ -222,6 +222,21 @@ def test_workstation_profile_is_picked_up_and_caps_gpu_jobs(tmp_path):
     assert re.search(r"Using workflow specific profile \S*profiles/default", proc.stderr + proc.stdout)
 
 
+def test_slurm_profile_gives_exactly_the_gpu_rules_a_gpu():
+    """The SLURM profile's set-resources name the rules that declare gpu=1, no more (Snakemake ignores a rule name
+    it does not know, so an entry left for a removed rule would pass unseen) and no fewer."""
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    gpu_rules = set()
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        parts = re.split(r"^rule (\w+):", smk.read_text(), flags=re.M)
+        rules = dict(zip(parts[1::2], parts[2::2], strict=True))
+        gpu_rules |= {name for name, body in rules.items() if re.search(r"^\s+gpu=1,", body, re.M)}
+    assert gpu_rules == {"train", "gradcam", "occlusion"}
+    assert set(profile["set-resources"]) == gpu_rules
+    for rule in gpu_rules:
+        assert profile["set-resources"][rule] == {"gpu": 0, "gres": "gpu:1"}, rule
+
+
 def test_data_only_config_with_own_cohort_names(tmp_path):
     """Without `splits` the workflow stops at the caches, whatever the cohorts are called."""
     cfg = write_config(
