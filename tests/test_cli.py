@@ -246,6 +246,18 @@ def test_train_refuses_a_work_dir_it_did_not_make(tmp_path):
     assert_clean_failure(run_cli(*_train_args(tmp_path, tmp_path)), "m.keras", "lies in the work folder")
 
 
+def test_train_writes_predictions_and_features_together_outside_its_work_dir(tmp_path):
+    """--predictions-out and --features-out (the workflow's predictions, written by the training job) go together,
+    and like every output they must not lie in the work folder that is deleted after training; both checked
+    before training."""
+    work = tmp_path / "work"
+    alone = run_cli(*_train_args(tmp_path, work), "--predictions-out", tmp_path / "p.tsv")
+    assert_clean_failure(alone, "--predictions-out and --features-out go together")
+    inside = ["--predictions-out", work / "p.tsv", "--features-out", tmp_path / "f.h5"]
+    assert_clean_failure(run_cli(*_train_args(tmp_path, work), *inside), "p.tsv", "lies in the work folder")
+    assert not work.exists()
+
+
 def test_unknown_modality_is_a_usage_error(tmp_path):
     table = make_cohort(tmp_path)
     proc = run_cli("validate", table, "--modality", "mri")
