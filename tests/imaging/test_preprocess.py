@@ -447,3 +447,61 @@ def test_numpy_dilate_and_erode_equal_scipy(brain):
         for n in (1, 4):
             assert np.array_equal(dilate(mask, n), ndimage.binary_dilation(mask, iterations=n))
         assert np.array_equal(erode(mask), ndimage.binary_erosion(mask))
+
+
+def _oblique(shape=(40, 50, 30), seed=0) -> nib.Nifti1Image:
+    """Random voxels (some NaN) on a rotated, anisotropic grid that covers part of the MNI grid, edges included."""
+    from nibabel.affines import from_matvec
+    from nibabel.eulerangles import euler2mat
+
+    data = np.random.default_rng(seed).normal(100.0, 30.0, shape).astype(np.float32)
+    data[10:12, 20:23, 5] = np.nan
+    return nib.Nifti1Image(data, from_matvec(euler2mat(0.3, 0.2, -0.1) @ np.diag([3.1, 2.7, 4.0]), [-60, -80, -40]))
+
+
+_FLIP_X = np.array([[-1.0, 0, 0, 90], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+_SUBVOXEL = np.array([[1.0, 0, 0, 0.3], [0, 1, 0, -0.7], [0, 0, 1, 0.2], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("kind", ["oblique", "flipped", "subvoxel-shift"])
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_resampling_equals_nibabel_resample_from_to(kind, order, fdg_cohort):
+    """Spline orders 0 and 1 resample without scipy (the per-subject job's import cost); they give what nibabel's
+    resample_from_to (scipy.ndimage, mode constant, cval 0) gives: nearest exactly, trilinear to float32 rounding,
+    the same field of view (0 outside the scan) and NaNs. Order 3 is resample_from_to itself."""
+    from adtransfer.imaging.preprocess import resample_to_mni
+
+    scan = nib.load(_scans(fdg_cohort)[0])
+    data = scan.get_fdata(dtype=np.float32)
+    if kind == "oblique":
+        img = _oblique()
+    elif kind == "flipped":  # stored right-to-left: the same place, read backwards (no interpolation at all)
+        img = nib.Nifti1Image(data[::-1], scan.affine @ _FLIP_X)
+    else:
+        img = nib.Nifti1Image(data, scan.affine @ _SUBVOXEL)
+    assert not MNI_2MM.matches(img.shape, img.affine)
+    ours = resample_to_mni(img, MNI_2MM, order)
+    ref = resample_from_to(img, (MNI_2MM.shape, MNI_2MM.affine), order=order, mode="constant", cval=0.0)
+    ref = np.asarray(ref.dataobj, np.float32)
+    assert ours.dtype == np.float32 and ours.shape == MNI_2MM.shape
+    assert np.array_equal(np.isnan(ours), np.isnan(ref)) and np.array_equal(ours == 0, ref == 0)
+    assert 0 < np.count_nonzero(ref) < ref.size
+    if order == 1:
+        np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=0)
+    else:
+        assert np.array_equal(ours, ref, equal_nan=True)
+
+
+def test_field_of_view_equals_scipy_binary_opening(fdg_cohort, brain):
+    """A field of view cut short: the zero region, less isolated zeros (clipped noise), as scipy's binary_opening
+    of the zeros (2 iterations) has it; computed with the numpy erode/dilate helpers, without scipy."""
+    from scipy import ndimage
+
+    from adtransfer.imaging.preprocess import field_of_view
+
+    data = nib.load(_scans(fdg_cohort)[0]).get_fdata(dtype=np.float32)
+    data[:, :, :25] = 0
+    data[np.random.default_rng(0).random(data.shape) < 0.03] = 0
+    in_view = field_of_view(data, brain)
+    assert np.array_equal(in_view, ~ndimage.binary_opening(data == 0, iterations=2))
+    assert not in_view[2:-2, 2:-2, 2:23].any() and in_view[brain & (np.indices(data.shape)[2] >= 30)].all()
