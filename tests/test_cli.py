@@ -116,32 +116,18 @@ def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_c
 
 
 @pytest.mark.parametrize("entry", ["module", "script"])
-def test_mni_preprocess_command_imports_neither_pydicom_nor_scipy_ndimage(fdg_cohort, tmp_path, entry):
-    """The per-subject command as the rule starts it (`python -m adtransfer preprocess`; and the console script), on
-    an MNI-space scan that takes every step of the plain path: off the 2 mm grid (resampled, trilinear) and with a
-    field of view cut short (the zero-region opening). pydicom is never imported (nibabel imports it unless the
-    entry hides it), and of scipy nothing beyond the bare package that nibabel probes for: no scipy.ndimage."""
-    from adtransfer.imaging.templates import MNI_2MM, load_templates
-
-    img = nib.load(sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0])
-    data = np.asarray(img.dataobj, np.float32)
-    data[:, :, :20] = 0  # no cerebellum: well over 1 % of the brain exactly zero
-    brain = load_templates().brain_mask
-    assert np.count_nonzero(data[brain] == 0) > 0.05 * np.count_nonzero(brain)
-    affine = img.affine.copy()
-    affine[:3, 3] += [0.7, -0.4, 0.3]  # off the grid by less than a voxel: resampled
-    assert not MNI_2MM.matches(data.shape, affine)
-    nib.save(nib.Nifti1Image(data, affine), tmp_path / "scan.nii.gz")
-    args = ["preprocess", "--input", tmp_path / "scan.nii.gz", "--output", tmp_path / "out.nii.gz", "--modality"]
-    args += ["fdg_pet", "--space", "mni", "--registration", "{}", "--interpolation", "1", "--subject", "s1"]
-    args += ["--qc", tmp_path / "qc.png", "--registration-qc", tmp_path / "reg.png", "--sidecar", tmp_path / "s.json"]
+def test_preprocess_command_does_not_import_pydicom(fdg_cohort, tmp_path, entry):
+    """The per-subject command as the rule starts it (`python -m adtransfer preprocess`; and the console script):
+    nibabel imports pydicom whenever it is installed (~0.2 s CPU per job) unless the command's entry hides it."""
+    scan = sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0]
+    args = ["preprocess", "--input", scan, "--output", tmp_path / "out.nii.gz", "--modality", "fdg_pet"]
+    args += ["--space", "mni", "--registration", "{}", "--subject", "s1", "--sidecar", tmp_path / "s.json"]
     proc, modules = run_command_importing(entry, args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert nib.load(tmp_path / "out.nii.gz").shape == (95, 95, 48)
-    bare = {m for m in run_importing(["-c", "import scipy"])[1] if m.split(".")[0] == "scipy"}
     assert not {m for m in modules if m.startswith("pydicom.")}  # a refused import shows as a bare `pydicom` line
-    assert {m for m in modules if m.split(".")[0] == "scipy"} <= bare
-    assert "scipy.ndimage" not in bare  # (the check above would not see it otherwise)
+    # the check can see pydicom: nibabel imports it in a plain interpreter of this environment
+    assert {m for m in run_importing(["-c", "import nibabel.nifti1"])[1] if m.startswith("pydicom.")}
 
 
 def test_preprocess_job_reads_a_scan_with_a_dicom_header_extension(fdg_cohort, tmp_path):

@@ -71,42 +71,10 @@ def resample_to_mni(img: nib.Nifti1Image, grid: Grid = MNI_2MM, order: int = 1) 
     """Data on `grid`; scans already on it (ADNI's SPM grid) are taken as they are, without interpolation."""
     if grid.matches(img.shape, img.affine):
         return np.asarray(img.dataobj, dtype=np.float32)
-    if order > 1:  # spline orders 2-5 need scipy.ndimage (its import costs about as much as this whole step)
-        from nibabel.processing import resample_from_to
+    from nibabel.processing import resample_from_to  # scipy.ndimage: imported only when needed
 
-        out = resample_from_to(img, (grid.shape, grid.affine), order=order, mode="constant", cval=0.0)
-        return np.asarray(out.dataobj, dtype=np.float32)
-    return _resample_linear(np.asarray(img.dataobj), np.linalg.inv(img.affine) @ grid.affine, grid.shape, order)
-
-
-def _resample_linear(data: np.ndarray, grid_to_scan: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:
-    """What nibabel's resample_from_to (scipy.ndimage.affine_transform) gives for spline order 0 (nearest) or 1
-    (trilinear) with mode "constant" and cval 0, without importing scipy: a grid voxel whose position in the
-    scan's voxel space (`grid_to_scan`, 4x4) lies outside [0, n - 1] on any axis is 0; nearest rounds halves up.
-    Computed in float64 as scipy does, returned as float32 (equal to scipy's to float32 rounding)."""
-    data = np.asarray(data, dtype=np.float32)
-    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
-    m, t = grid_to_scan[:3, :3], grid_to_scan[:3, 3]
-    coords = [t[h] + ijk[0] * m[h, 0] + ijk[1] * m[h, 1] + ijk[2] * m[h, 2] for h in range(3)]
-    inside = np.ones(ijk.shape[1], bool)
-    for x, n in zip(coords, data.shape, strict=True):
-        inside &= (x >= 0) & (x <= n - 1)
-    coords = [x[inside] for x in coords]
-    out = np.zeros(ijk.shape[1], np.float32)
-    if order == 0:
-        out[inside] = data[tuple(np.floor(x + 0.5).astype(np.intp) for x in coords)]
-        return out.reshape(shape)
-    lo = [np.floor(x).astype(np.intp) for x in coords]
-    hi = [np.minimum(i + 1, n - 1) for i, n in zip(lo, data.shape, strict=True)]  # at x = n - 1 its weight is 0
-    w = [x - i for x, i in zip(coords, lo, strict=True)]  # weight of the upper neighbour, per axis
-    total = np.zeros(len(coords[0]), np.float64)
-    for corner in np.ndindex(2, 2, 2):
-        weight = np.ones_like(total)
-        for axis, upper in enumerate(corner):
-            weight *= w[axis] if upper else 1.0 - w[axis]
-        total += weight * data[tuple((hi if upper else lo)[axis] for axis, upper in enumerate(corner))]
-    out[inside] = total
-    return out.reshape(shape)
+    out = resample_from_to(img, (grid.shape, grid.affine), order=order, mode="constant", cval=0.0)
+    return np.asarray(out.dataobj, dtype=np.float32)
 
 
 def empty_brain_hint(space: str) -> str:
@@ -165,9 +133,9 @@ def field_of_view(data: np.ndarray, brain: np.ndarray, max_zero_fraction: float 
     short: no cerebellum or vertex). Then zero regions, less isolated zero voxels (clipped noise), are left out."""
     if np.count_nonzero(data[brain] == 0) <= max_zero_fraction * np.count_nonzero(brain):
         return np.ones(data.shape, bool)
-    zero = data == 0
-    opened = dilate(erode(erode(zero)), 2)  # scipy.ndimage.binary_opening(zero, iterations=2), without scipy
-    return ~opened
+    from scipy import ndimage
+
+    return ~ndimage.binary_opening(data == 0, iterations=2)
 
 
 def background_level(data: np.ndarray, margin_voxels: int = 4) -> float:
