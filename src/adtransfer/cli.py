@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--registration",
         default="{}",
         help="JSON: registration settings (shrink, smooth_mm, rigid_iterations, affine_iterations, sampling, "
-        "nonlinear, nonlinear_mesh, nonlinear_iterations)",
+        "nonlinear, nonlinear_mesh, nonlinear_iterations, cropped_below, cropped_sampling)",
     )
     p.add_argument("--qc", help="QC PNG of the mosaics")
     p.add_argument("--registration-qc", help="QC PNG of the scan on the MNI grid with the template brain's outline")
