@@ -66,3 +66,25 @@ def test_workflow_trains_exactly_the_catalog_with_its_parents(tmp_path):
         parent = expected[name].pretrained
         assert (pretrained[1] if pretrained else None) == (f"results/models/{parent}/model.keras" if parent else None)
         assert f"--set {expected[name].set_column} " in block
+
+
+@pytest.mark.parametrize("mmse_init", ["classifier", "init"])
+def test_stages_are_the_ecd_stage_and_the_mmse_fine_tunes(mmse_init):
+    """ECD-stage models (both arms, every replicate) take train.ecd_stage; MMSE models that fine-tune a trained
+    network take train.mmse_stage; a from-init FDG MMSE model (mmse_init init) keeps the plain keys, like FDG
+    pre-training, since a random start needs the plain schedule's later early stopping."""
+    stages = {m.name: catalog.stage_of(m) for m in grid([4, 8], 2, mmse_init=mmse_init) if m.kind == "cnn"}
+    assert {n for n, s in stages.items() if s == "ecd_stage"} == {
+        "ecd/from_fdg_n4",
+        "ecd/from_fdg_n8",
+        "ecd/scratch",
+        "ecd/from_fdg_n4_r1",
+        "ecd/from_fdg_n8_r1",
+        "ecd/scratch_r1",
+    }
+    mmse = {"mmse/fdg", "mmse/ecd_from_fdg"} if mmse_init == "classifier" else {"mmse/ecd_from_fdg"}
+    assert {n for n, s in stages.items() if s == "mmse_stage"} == mmse
+    train = {"epochs": 9, "patience": 4, "mmse_stage": {"epochs": 5}}
+    assert catalog.schedule(next(m for m in grid([8], mmse_init=mmse_init) if m.name == "mmse/fdg"), train) == (
+        {"epochs": 5, "patience": 4} if mmse_init == "classifier" else {"epochs": 9, "patience": 4}
+    )

@@ -147,3 +147,30 @@ def test_early_stopping_that_could_never_act_is_refused(train, where):
     problems = config_problems(cfg)
     assert any(p.startswith(where) and f"early_stopping_start {start} >=" in p for p in problems), problems
     assert len(problems) == 1, problems
+
+
+def test_a_user_config_that_would_inherit_the_demos_stage_schedules_is_refused(tmp_path):
+    """Snakemake merges --configfile over config/config.yaml key by key: a user file setting the plain schedule but
+    not the stages would train its ECD stage and MMSE models on the demo's schedules. The workflow says so, naming
+    the file and each stage, before any job; stages set (null included) or paper.yaml pass."""
+    from adtransfer.configuration import merged_schedule_problems
+
+    default = load("config.yaml")
+    mine = {"train": {"epochs": 60, "patience": 10}}
+    problems = merged_schedule_problems(default, {"my.yaml": mine}, "config/config.yaml")
+    assert [p.split(" but not ")[1].split(",")[0] for p in problems] == ["train.ecd_stage", "train.mmse_stage"]
+    assert all(p.startswith("my.yaml: sets train.epochs, train.patience") for p in problems)
+    mine["train"].update(ecd_stage=None, mmse_stage={"epochs": 20})
+    assert merged_schedule_problems(default, {"my.yaml": mine}, "config/config.yaml") == []
+    assert merged_schedule_problems(default, {"paper.yaml": load("paper.yaml")}, "config/config.yaml") == []
+    assert merged_schedule_problems(default, {"data.yaml": {"cohorts": {}}}, "config/config.yaml") == []
+    # through the workflow, run from a project folder holding the default config
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
+    train = {k: v for k, v in default["train"].items() if k != "ecd_stage"}
+    user = write_config(tmp_path / "my config.yaml", {**default, "train": {**train, "epochs": 60}})
+    proc = snakemake(tmp_path, user, "-n", check=False)
+    assert proc.returncode != 0
+    assert f"{user}: sets train.epochs, train.patience, train.early_stopping_start but not train.ecd_stage" in (
+        proc.stdout + proc.stderr
+    )

@@ -234,10 +234,11 @@ SCHEDULE_KEYS = ("epochs", "patience", "early_stopping_start")
 
 def stage_of(model: Model) -> str | None:
     """The config key of a CNN's own schedule: `ecd_stage` for the replicated ECD stage, `mmse_stage` for the MMSE
-    models; None: the plain keys."""
+    models that fine-tune a trained network (with `mmse_init: init` the FDG one starts from the training init and
+    keeps the plain keys); None: the plain keys."""
     if model.replicated:
         return "ecd_stage"
-    return "mmse_stage" if model.kind == "cnn" and not model.classify else None
+    return "mmse_stage" if model.kind == "cnn" and not model.classify and model.pretrained else None
 
 
 def schedule(model: Model, train: dict) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adtransfer.catalog import comparisons, explained, grid_from_spec, grid_spec, schedule, stage_of
+from adtransfer.catalog import SCHEDULE_KEYS, comparisons, explained, grid_from_spec, grid_spec, schedule, stage_of
 
 
 def config_problems(config: dict) -> list[str]:
@@ -39,4 +39,26 @@ def config_problems(config: dict) -> list[str]:
             problems.append(
                 f"explain.models {unknown}: not CNN classifiers of this grid (replicate 0); choose from {explainable}"
             )
+    return problems
+
+
+STAGES = ("ecd_stage", "mmse_stage")
+
+
+def merged_schedule_problems(default: dict, overrides: dict[str, dict], default_name: str) -> list[str]:
+    """Snakemake merges each --configfile over the workflow's own config file (`default`, the demo's) key by key:
+    a user file that sets the plain schedule (train.epochs, patience, early_stopping_start) but not a stage would
+    silently get the demo's stage schedule for that stage's models. One problem per such file and stage."""
+    problems = []
+    stages = {k: v for k, v in ((default or {}).get("train") or {}).items() if k in STAGES and v}
+    for name, cfg in overrides.items():
+        train = (cfg or {}).get("train") or {}
+        plain = [k for k in SCHEDULE_KEYS if k in train]
+        for stage, value in stages.items():
+            if plain and stage not in train:
+                problems.append(
+                    f"{name}: sets train.{', train.'.join(plain)} but not train.{stage}, so {default_name}'s "
+                    f"train.{stage} {value} would apply to its models (Snakemake merges --configfile over that file); "
+                    f"set train.{stage} in {name} (null: your plain keys), or run with --replace-workflow-config"
+                )
     return problems

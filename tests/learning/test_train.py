@@ -235,6 +235,33 @@ def test_killed_run_resumes_exactly(killed, straight):
 
 
 @pytest.mark.slow
+def test_kill_while_predicting_resumes_without_training(tiny_cache, straight, tmp_path):
+    """A job killed after training, while it writes the cohort's predictions, rerun (Snakemake first removes the
+    outputs it left): the backup outlived fit, so the job trains no epoch again and gives the uninterrupted run's
+    history, metrics (timings apart) and weights, and its predictions."""
+    out = tmp_path / "resume"
+    cmd = train_cmd(tiny_cache, out, settings=RESUME, predictions=True)
+    table, features = predictions_of(out)
+    _kill_when(cmd, lambda: (out / "metrics.json").exists())
+    assert not table.exists() and not features.exists()  # killed before the predictions were written
+    for name in ("model.keras", "history.tsv", "metrics.json"):
+        (out / name).unlink()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not re.findall(r"Epoch \d+/8", done.stdout + done.stderr), "trained again"
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.tsv", sep="\t"), straight["history"], rtol=1e-5)
+    metrics, expected = (json.loads(p.read_text()) for p in (out / "metrics.json", straight["out"] / "metrics.json"))
+    for m in (metrics, expected):
+        m.pop("seconds")
+    assert metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert metrics[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
+    for a, b in zip(_weights(out / "model.keras"), _weights(straight["out"] / "model.keras"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert len(pd.read_csv(table, sep="\t")) > 0 and features.exists() and not (out / "work").exists()
+
+
+@pytest.mark.slow
 def test_single_class_training_set_is_refused(tiny_cache, tmp_path):
     splits = pd.read_csv(tiny_cache["splits"], sep="\t", keep_default_na=False)
     splits.loc[(splits["n12"] == "train") & (splits["diagnosis"] == "NC"), "n12"] = ""

@@ -8,7 +8,9 @@ import os
 import re
 import shlex
 import sys
+from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
 
 # The package lives in src/: make it importable here and in every job (also inside --sdm conda envs).
@@ -24,10 +26,22 @@ from adtransfer.inputs.cohort import read_participants
 from adtransfer.errors import InputError
 from adtransfer.learning.splits import mmse_min_for
 from adtransfer.inputs.synth import subject_ids
-from adtransfer.configuration import config_problems
+from adtransfer.configuration import config_problems, merged_schedule_problems
 
-if config_problems(config):
-    sys.exit("Error in config:\n" + "\n".join(f"  {p}" for p in config_problems(config)))
+
+def _merged_problems():
+    """--configfile files merged over config/config.yaml (the demo's) that would inherit its stage schedules."""
+    here = Path("config/config.yaml")  # the Snakefile's `configfile:`, relative to the working directory
+    replaced = getattr(workflow.config_settings, "replace_workflow_config", False)
+    if replaced or not here.exists() or not workflow.overwrite_configfiles:
+        return []
+    users = {str(f): yaml.safe_load(Path(f).read_text()) for f in workflow.overwrite_configfiles}
+    return merged_schedule_problems(yaml.safe_load(here.read_text()), users, str(here))
+
+
+_problems = config_problems(config) + _merged_problems()
+if _problems:
+    sys.exit("Error in config:\n" + "\n".join(f"  {p}" for p in _problems))
 
 COHORTS = list(config["cohorts"])
 PREPROC = config.get("preprocess", {})

@@ -2,7 +2,8 @@
 
     template  FDG / ECD templates built on the fly (cached per process) from the MNI152 grey- and white-matter
               maps under resources/, with each modality's grey:white contrast and resolution.
-    register  centres of mass (moments) initialise a rigid (Euler3D) registration, then a 12-dof affine one,
+    register  centres of mass (moments) initialise a rigid (Euler3D) registration, then a 12-dof affine one (a
+              7-dof similarity for a cropped field of view: see RegistrationSettings.cropped_below),
               both multi-resolution with a correlation metric. The metric is masked to the template's head and
               to the scan's support (its non-zero voxels), so a cropped field of view (no cerebellum or vertex,
               zero-padded or simply not acquired) does not pull the brain towards the missing part; after the

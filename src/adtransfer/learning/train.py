@@ -467,7 +467,9 @@ def train_model(
         stopping,
         keras.callbacks.CSVLogger(str(work / "history.tsv"), separator="\t", append=True),
         # last: it commits an epoch after everything above has written that epoch's state
-        keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True),
+        # kept at the end of fit (removed with the work folder after the outputs): a job killed while it writes
+        # its outputs or predicts resumes with no epoch left to train, not from epoch 0
+        keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True, delete_checkpoint=False),
     ]
     log.info(
         "training %s on %d subjects (%d mosaics), validating on %d subjects; %s",
@@ -502,9 +504,12 @@ def train_model(
     write_text(history_out, history)
     write_text(metrics_out, json.dumps(metrics, indent=2, default=str) + "\n")
     if predictions_out is not None:
-        # the saved model, as `predict-cohort` loads it: one code path, the same numbers
+        # the saved model, as `predict-cohort` loads it: one code path, the same numbers; the training data and
+        # network go first, so that the job does not hold two of each
         from adtransfer.learning.predict import TrainedModel, predict_cohort
 
+        del net, train_ds, val_ds, train, val, callbacks, stopping
+        keras.backend.clear_session()
         trained = TrainedModel(model_out, metrics_out, cache, splits_path, set_column)
         predict_cohort(trained, predictions_out, features_out, threads=settings.threads)
     shutil.rmtree(work, ignore_errors=True)
