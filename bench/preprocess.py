@@ -156,6 +156,7 @@ def cut_field_of_view(scans: Path, truth: dict | None) -> None:
 def native_route(
     work: Path, n: int, commands: int, modalities=("fdg_pet", "ecd_spect"), settings=None, fov: str = "full"
 ) -> None:
+    import nibabel as nib
     import numpy as np
 
     from adtransfer.imaging.registration import RegistrationSettings
@@ -175,7 +176,7 @@ def native_route(
         if fov == "no-cerebellum":
             cut_field_of_view(work / modality / "mni" / "scans", None)
             cut_field_of_view(work / modality / "native" / "scans", truth)
-        means, maxes, corrs, seconds, cpu = [], [], [], [], []
+        means, maxes, fov_means, fov_maxes, corrs, seconds, cpu, dofs = [], [], [], [], [], [], [], []
         for sid, true in truth.items():
             out = {}
             for space in ("mni", "native"):
@@ -195,6 +196,14 @@ def native_route(
             err = np.linalg.norm(moved[:, :3] - points[:, :3], axis=1)
             means.append(err.mean())
             maxes.append(err.max())
+            # the brain voxels the scan saw: where the true transform puts them on its non-zero (acquired) voxels
+            native = nib.load(work / modality / "native" / "scans" / f"{sid}.nii.gz")
+            vox = np.rint(points @ np.linalg.inv(np.array(true) @ native.affine).T)[:, :3].astype(int)
+            inside = np.all((vox >= 0) & (vox < native.shape), axis=1)
+            inside[inside] = np.asarray(native.dataobj)[tuple(vox[inside].T)] != 0
+            fov_means.append(err[inside].mean())
+            fov_maxes.append(err[inside].max())
+            dofs.append(reg.get("dof", 12))
             inside = out["mni"] != 0
             corrs.append(np.corrcoef(out["mni"][inside], out["native"][inside])[0, 1])
         wall, wall_cpu = [], []
@@ -227,8 +236,10 @@ def native_route(
             wall.append(time.perf_counter() - t0)
             wall_cpu.append(_children_cpu() - c0)
         print(
-            f"native {modality:9s} {fov} FOV, {len(truth)} scans: registration error mean {np.mean(means):.2f} mm "
-            f"(worst scan {np.max(means):.2f}), max {np.max(maxes):.2f} mm (median scan {np.median(maxes):.2f}); "
+            f"native {modality:9s} {fov} FOV, {len(truth)} scans: registration error over the whole brain mean "
+            f"{np.mean(means):.2f} mm (worst scan {np.max(means):.2f}), max {np.max(maxes):.2f} mm (median scan "
+            f"{np.median(maxes):.2f}); within the scan's field of view mean {np.mean(fov_means):.2f} mm, max "
+            f"{np.max(fov_maxes):.2f} mm; dof {'/'.join(str(d) for d in sorted(set(dofs)))}; "
             f"correlation with MNI-space twin min {np.min(corrs):.3f} mean {np.mean(corrs):.3f}; "
             f"processing {np.mean(seconds):.1f} s/scan wall (max {np.max(seconds):.1f}), {np.mean(cpu):.1f} s CPU"
             + (

@@ -61,21 +61,24 @@ def tiny_cache(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_cache, tmp_path_factory) -> Path:
     """An AD/NC classifier trained on tiny_cache's n12 split with train_helpers.SETTINGS (2 epochs), once per
-    session: its folder (model.keras, history.tsv, metrics.json), its log beside it (fdg_n12.log) and the
-    training command's console output (console.txt). Tests must not write into it (copy it first)."""
+    session: its folder (model.keras, history.tsv, metrics.json), its log beside it (fdg_n12.log), the cohort's
+    predictions and features the training job wrote (train_helpers.predictions_of) and the training command's
+    console output (console.txt). Tests must not write into it (copy it first)."""
     from train_helpers import train
 
     out = tmp_path_factory.mktemp("tiny_classifier") / "fdg_n12"
-    proc = train(tiny_cache, out)
+    proc = train(tiny_cache, out, predictions=True)
     (out.parent / "console.txt").write_text(proc.stdout + proc.stderr)
     return out
 
 
 @pytest.fixture(scope="session")
 def tiny_mmse(tiny_cache, tiny_classifier, tmp_path_factory) -> Path:
-    """An MMSE regressor fine-tuned for one epoch from tiny_classifier on the mmse_set split, once per session."""
+    """An MMSE regressor fine-tuned for one epoch from tiny_classifier on the mmse_set split, once per session,
+    with the cohort's predictions and features its training job wrote (train_helpers.predictions_of)."""
     from train_helpers import train
 
     out = tmp_path_factory.mktemp("tiny_mmse") / "mmse"
-    train(tiny_cache, out, column="mmse_set", task="mmse", epochs=1, pretrained=tiny_classifier / "model.keras")
+    parent = tiny_classifier / "model.keras"
+    train(tiny_cache, out, column="mmse_set", task="mmse", epochs=1, pretrained=parent, predictions=True)
     return out

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_steps_without
+from cli_helpers import run_command_importing, run_importing, run_steps_without
 
 AFFINE_2MM = np.diag([2.0, 2.0, 2.0, 1.0])
 SHAPE = (10, 12, 8)
@@ -113,6 +113,21 @@ def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_c
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "out.json").read_text())["roi_means"]
     assert (tmp_path / "reg.png").exists()
+
+
+@pytest.mark.parametrize("entry", ["module", "script"])
+def test_preprocess_command_does_not_import_pydicom(fdg_cohort, tmp_path, entry):
+    """The per-subject command as the rule starts it (`python -m adtransfer preprocess`; and the console script):
+    nibabel imports pydicom whenever it is installed (~0.2 s CPU per job) unless the command's entry hides it."""
+    scan = sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0]
+    args = ["preprocess", "--input", scan, "--output", tmp_path / "out.nii.gz", "--modality", "fdg_pet"]
+    args += ["--space", "mni", "--registration", "{}", "--subject", "s1", "--sidecar", tmp_path / "s.json"]
+    proc, modules = run_command_importing(entry, args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert nib.load(tmp_path / "out.nii.gz").shape == (95, 95, 48)
+    assert not {m for m in modules if m.startswith("pydicom.")}  # a refused import shows as a bare `pydicom` line
+    # the check can see pydicom: nibabel imports it in a plain interpreter of this environment
+    assert {m for m in run_importing(["-c", "import nibabel.nifti1"])[1] if m.startswith("pydicom.")}
 
 
 def test_preprocess_job_reads_a_scan_with_a_dicom_header_extension(fdg_cohort, tmp_path):
@@ -244,6 +259,18 @@ def test_train_refuses_a_work_dir_it_did_not_make(tmp_path):
     assert_clean_failure(run_cli(*_train_args(tmp_path, work)), str(work), "not made by a training run")
     assert (work / "notes.txt").exists()
     assert_clean_failure(run_cli(*_train_args(tmp_path, tmp_path)), "m.keras", "lies in the work folder")
+
+
+def test_train_writes_predictions_and_features_together_outside_its_work_dir(tmp_path):
+    """--predictions-out and --features-out (the workflow's predictions, written by the training job) go together,
+    and like every output they must not lie in the work folder that is deleted after training; both checked
+    before training."""
+    work = tmp_path / "work"
+    alone = run_cli(*_train_args(tmp_path, work), "--predictions-out", tmp_path / "p.tsv")
+    assert_clean_failure(alone, "--predictions-out and --features-out go together")
+    inside = ["--predictions-out", work / "p.tsv", "--features-out", tmp_path / "f.h5"]
+    assert_clean_failure(run_cli(*_train_args(tmp_path, work), *inside), "p.tsv", "lies in the work folder")
+    assert not work.exists()
 
 
 def test_unknown_modality_is_a_usage_error(tmp_path):

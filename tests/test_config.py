@@ -132,11 +132,18 @@ def test_explain_models_must_be_classifiers_of_the_grid():
 
 @pytest.mark.parametrize(
     "train, where",
-    [({"epochs": 8, "early_stopping_start": 8}, "train:"), ({"ecd_stage": {"epochs": 6}}, "train.ecd_stage:")],
+    [
+        ({"epochs": 8, "early_stopping_start": 8}, "train:"),
+        ({"ecd_stage": {"epochs": 6, "early_stopping_start": None}}, "train.ecd_stage:"),
+        ({"mmse_stage": {"epochs": 5, "early_stopping_start": None}}, "train.mmse_stage:"),
+    ],
 )
 def test_early_stopping_that_could_never_act_is_refused(train, where):
-    """early_stopping_start at or beyond the epochs (plain, or as the ECD stage resolves it: its epochs with the
-    plain start) would keep the last epoch's weights while metrics.json reports a best epoch."""
+    """early_stopping_start at or beyond the epochs (plain, or as a stage resolves it: its epochs with the plain
+    start) would keep the last epoch's weights while metrics.json reports a best epoch."""
     cfg = copy.deepcopy(load("config.yaml"))
     cfg["train"].update(train)
-    assert any(p.startswith(where) and "early_stopping_start 8 >=" in p for p in config_problems(cfg))
+    start = cfg["train"]["early_stopping_start"]
+    problems = config_problems(cfg)
+    assert any(p.startswith(where) and f"early_stopping_start {start} >=" in p for p in problems), problems
+    assert len(problems) == 1, problems

@@ -39,7 +39,7 @@ def every_path(root: str = "results") -> dict[str, str]:
             add(f"{f} {name}", layout.explain(name, f, root))
         for kind in ("tsne", "gradcam_examples", "gradcam_means", "occlusion", "explain", "roi_coefficients"):
             add(f"figure {kind} {name}", layout.model_figure(kind, name, root))
-        for step in ("predict", "evaluate", "bundle"):
+        for step in ("train", "evaluate", "bundle"):
             add(f"log {step} {name}", layout.log(step, name, root))
             add(f"benchmark {step} {name}", layout.benchmark(step, name, root))
     for name in layout.GRID_FIGURES:

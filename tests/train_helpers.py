@@ -1,5 +1,7 @@
 """Training tiny models on the `tiny_cache` cohort from tests, as the workflow's train step runs them (a fresh
-`python -m adtransfer train` process laying a model folder out: model.keras, history.tsv, metrics.json, work/).
+`python -m adtransfer train` process laying a model folder out: model.keras, history.tsv, metrics.json, work/;
+with `predictions`, also the cohort's predictions and features beside the folder, as the workflow's train job
+writes them).
 
 The session fixtures built on these (conftest.py: `tiny_classifier`, `tiny_mmse`) are shared by test_train and
 test_predict_scans, so each tiny model is trained once per test session."""
@@ -25,9 +27,17 @@ SETTINGS = {
 }
 
 
-def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, pretrained=None) -> list[str]:
+def predictions_of(out: Path) -> tuple[Path, Path]:
+    """Where a training run into folder `out` writes the cohort's prediction table and features (`predictions`):
+    beside the folder, named after it (the folder itself is copied whole by tests that bundle it)."""
+    return out.parent / f"{out.name}.predictions.tsv", out.parent / f"{out.name}.features.h5"
+
+
+def train_cmd(
+    tiny_cache, out: Path, column="n12", settings=None, splits=None, pretrained=None, predictions=False
+) -> list[str]:
     """The command training into folder `out` as the workflow lays a model out: model.keras, history.tsv,
-    metrics.json, and the resume state in work/."""
+    metrics.json, and the resume state in work/; with `predictions`, the files of `predictions_of(out)` too."""
     cmd = [
         sys.executable,
         "-m",
@@ -52,12 +62,18 @@ def train_cmd(tiny_cache, out: Path, column="n12", settings=None, splits=None, p
         "--threads",
         "2",
     ]
+    if predictions:
+        table, features = predictions_of(out)
+        cmd += ["--predictions-out", str(table), "--features-out", str(features)]
     return cmd + (["--pretrained", str(pretrained)] if pretrained else [])
 
 
-def train(tiny_cache, out: Path, column="n12", pretrained=None, **overrides) -> subprocess.CompletedProcess:
-    """Train with SETTINGS (changed by `overrides`) into `out`, logging to `out`'s sibling `<name>.log`."""
-    cmd = train_cmd(tiny_cache, out, column, {**SETTINGS, **overrides}, pretrained=pretrained)
+def train(
+    tiny_cache, out: Path, column="n12", pretrained=None, predictions=False, **overrides
+) -> subprocess.CompletedProcess:
+    """Train with SETTINGS (changed by `overrides`) into `out`, logging to `out`'s sibling `<name>.log`; with
+    `predictions`, also write the cohort's predictions and features (`predictions_of(out)`)."""
+    cmd = train_cmd(tiny_cache, out, column, {**SETTINGS, **overrides}, pretrained=pretrained, predictions=predictions)
     proc = subprocess.run(
         cmd + ["--log", str(out.parent / f"{out.name}.log")], capture_output=True, text=True, timeout=900
     )

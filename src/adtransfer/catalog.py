@@ -232,12 +232,21 @@ def comparisons(spec: dict | None, models: list[Model]) -> dict[str, list[tuple[
 SCHEDULE_KEYS = ("epochs", "patience", "early_stopping_start")
 
 
+def stage_of(model: Model) -> str | None:
+    """The config key of a CNN's own schedule: `ecd_stage` for the replicated ECD stage, `mmse_stage` for the MMSE
+    models; None: the plain keys."""
+    if model.replicated:
+        return "ecd_stage"
+    return "mmse_stage" if model.kind == "cnn" and not model.classify else None
+
+
 def schedule(model: Model, train: dict) -> dict:
-    """A CNN's epochs, patience and early-stopping start: config `train`, or `train.ecd_stage` for the replicated ECD
-    stage, whose arms (fine-tunes from each FDG size and the model without FDG stage) share one schedule, so the
-    transfer comparison differs in the starting point and learning rate only."""
+    """A CNN's epochs, patience and early-stopping start: config `train`, overridden key by key by its stage's
+    schedule (`stage_of`). The replicated ECD stage's arms (fine-tunes from each FDG size and the model without FDG
+    stage) share one schedule, so the transfer comparison differs in the starting point and learning rate only."""
     plain = {k: train[k] for k in SCHEDULE_KEYS if k in train}
-    stage = (train.get("ecd_stage") or {}) if model.replicated else {}
+    key = stage_of(model)
+    stage = (train.get(key) or {}) if key else {}
     return {**plain, **{k: stage[k] for k in SCHEDULE_KEYS if stage.get(k) is not None}}
 
 

@@ -177,7 +177,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict_cohort(args: argparse.Namespace) -> None:
-    """Predict every subject of a cached cohort with one trained CNN (TensorFlow; the workflow's predict step)."""
+    """Predict every subject of a cached cohort with one trained CNN (TensorFlow; in the workflow the train job runs
+    the same code: `train --predictions-out --features-out`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from adtransfer.learning.predict import predict_cohort
 
@@ -451,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--registration",
         default="{}",
         help="JSON: registration settings (shrink, smooth_mm, rigid_iterations, affine_iterations, sampling, "
-        "nonlinear, nonlinear_mesh, nonlinear_iterations)",
+        "nonlinear, nonlinear_mesh, nonlinear_iterations, cropped_below, cropped_sampling)",
     )
     p.add_argument("--qc", help="QC PNG of the mosaics")
     p.add_argument("--registration-qc", help="QC PNG of the scan on the MNI grid with the template brain's outline")
@@ -501,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--settings", required=True, help="JSON training settings (adtransfer.learning.train.TrainSettings)")
     p.add_argument("--pretrained", help="fine-tune from this model (.keras; new head)")
+    p.add_argument("--predictions-out", help="also write predict-cohort's prediction table (TSV) of the trained model")
+    p.add_argument("--features-out", help="and its FC-layer features (HDF5); with --predictions-out")
     p.add_argument("--threads", type=int, default=2)
 
     def grid_args(p: argparse.ArgumentParser, figure: bool = False, grid_required: bool = True) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adtransfer.catalog import comparisons, explained, grid_from_spec, grid_spec, schedule
+from adtransfer.catalog import comparisons, explained, grid_from_spec, grid_spec, schedule, stage_of
 
 
 def config_problems(config: dict) -> list[str]:
@@ -23,8 +23,9 @@ def config_problems(config: dict) -> list[str]:
             problems.append(str(exc))
         train = config.get("train") or {}
         for where, model in (
-            ("train", next((m for m in models if not m.replicated), None)),
-            ("train.ecd_stage", next((m for m in models if m.replicated), None)),
+            ("train", next((m for m in models if m.kind == "cnn" and stage_of(m) is None), None)),
+            ("train.ecd_stage", next((m for m in models if stage_of(m) == "ecd_stage"), None)),
+            ("train.mmse_stage", next((m for m in models if stage_of(m) == "mmse_stage"), None)),
         ):
             s = schedule(model, train) if model else {}
             if "epochs" in s and s.get("early_stopping_start", 0) >= s["epochs"]:

@@ -108,6 +108,9 @@ def test_registration_recovers_known_rigid_and_affine_transform(mni_scan):
     assert result.similarity > 0.85
     start_mean, _ = registration_error_mm(np.eye(4), true)
     assert start_mean > 5 * mean  # the header alone is far off: registration did the work
+    # a full field of view: the 12-dof affine (this scan's zooms and shears are recovered only by it)
+    assert result.dof == 12 and result.field_of_view["cropped"] is False, result.field_of_view
+    assert result.field_of_view["brain_fraction"] > 0.97
 
 
 def test_registration_is_deterministic(mni_scan):
@@ -126,6 +129,10 @@ def test_cropped_field_of_view_still_registers(mni_scan, missing):
     result = register_to_template(np.asarray(img.dataobj), img.affine, "fdg_pet")
     mean, worst = registration_error_mm(result.affine_scanner_to_mni, true)
     assert mean < GOAL_MEAN_MM and worst < GOAL_MAX_MM, (missing, mean, worst)
+    fov = result.as_dict()["field_of_view"]
+    if missing == "cerebellum":  # a cut the detection must see: the 7-dof similarity stage and denser sampling
+        assert result.dof == 7 and fov["cropped"] and fov["brain_fraction"] < 0.95, fov
+        assert fov["sampling"] == RegistrationSettings().cropped_sampling
 
 
 def test_cropped_fov_fixes_the_affine_metric_region_to_the_data(ecd_cohort, monkeypatch):
@@ -140,9 +147,9 @@ def test_cropped_fov_fixes_the_affine_metric_region_to_the_data(ecd_cohort, monk
     masks = []
     method = registration._method
 
-    def recording(settings, fixed_mask, moving_mask, iterations):
+    def recording(settings, fixed_mask, moving_mask, iterations, sampling):
         masks.append((sitk.GetArrayFromImage(fixed_mask).transpose(2, 1, 0).astype(bool), moving_mask))
-        return method(settings, fixed_mask, moving_mask, iterations)
+        return method(settings, fixed_mask, moving_mask, iterations, sampling)
 
     monkeypatch.setattr(registration, "_method", recording)
     scan = np.asarray(nib.load(sorted((ecd_cohort / "scans").glob("*.nii.gz"))[0]).dataobj, np.float32)
@@ -155,8 +162,14 @@ def test_cropped_fov_fixes_the_affine_metric_region_to_the_data(ecd_cohort, monk
     assert rigid_region[z < -30].any() and not affine_region[z < -20].any()  # the cut part left out
     kept = load_templates().brain_mask & (z > -10)
     assert affine_region[kept].mean() > 0.95, affine_region[kept].mean()  # the brain it has kept
-    mean, _ = registration_error_mm(result.affine_scanner_to_mni, true)
-    assert mean < 3.0, mean
+    mean, worst = registration_error_mm(result.affine_scanner_to_mni, true)
+    assert mean < GOAL_MEAN_MM and worst < GOAL_MAX_MM, (mean, worst)
+    # the sidecar's record: a similarity (one zoom: no stretch along the cut axis, which the data do not constrain)
+    record = result.as_dict()
+    assert record["dof"] == 7 and "7-dof similarity" in record["method"], record["method"]
+    assert record["field_of_view"]["cropped"] and record["field_of_view"]["brain_fraction"] < 0.95
+    m = result.affine_scanner_to_mni[:3, :3]
+    np.testing.assert_allclose(m @ m.T / np.cbrt(np.linalg.det(m)) ** 2, np.eye(3), atol=1e-6)  # rotation x zoom
 
 
 # --- the optional nonlinear (BSpline) step ------------------------------------------------------------------
@@ -299,6 +312,7 @@ def test_native_preprocessing_writes_affine_and_matches_mni_twin(twin_cohorts, c
     assert np.corrcoef(out["mni"][inside], out["native"][inside])[0, 1] >= 0.95
     assert (tmp_path / "native_registration.png").stat().st_size > 0
     assert "nonlinear" not in reg
+    assert reg["dof"] == 12 and reg["field_of_view"]["cropped"] is False  # a full field of view: the affine
 
 
 def test_native_preprocessing_with_nonlinear_step(twin_cohorts, crop_grid, tmp_path):
@@ -334,7 +348,9 @@ def _fake_preproc(tmp_path, similarities: dict[str, float]):
         table, sep="\t", index=False
     )
     for sid, sim in similarities.items():
-        reg = {"space": "native", "registered": True, "similarity": sim, "seconds": 1.0}
+        reg = {"space": "native", "registered": True, "similarity": sim, "seconds": 1.0, "dof": 12}
+        if sid == "a1":  # a cropped field of view
+            reg.update(dof=7, field_of_view={"brain_fraction": 0.85, "cropped": True})
         (tmp_path / f"{sid}.json").write_text(json.dumps({"registration": reg}))
     return table
 
@@ -344,6 +360,7 @@ def test_registration_qc_flags_and_excludes_or_keeps(tmp_path, on_fail):
     table = _fake_preproc(tmp_path, {"a1": 0.9, "a2": 0.3, "a3": 0.61})
     qc, included = registration_qc(table, tmp_path, 0.6, on_fail)
     assert qc.set_index("subject_id")["flagged"].to_dict() == {"a1": False, "a2": True, "a3": False}
+    assert qc.set_index("subject_id").loc["a1", "dof"] == 7 and qc.set_index("subject_id").loc["a1", "cropped_fov"]
     expected = ["a1", "a3"] if on_fail == "exclude" else ["a1", "a2", "a3"]
     assert included["subject_id"].tolist() == expected
     assert qc.set_index("subject_id").loc["a2", "decision"] == (

@@ -114,6 +114,22 @@ def test_converted_scan_preprocesses_like_its_nifti_twin(series, crop_grid, tmp_
     np.testing.assert_allclose(from_dicom, from_nifti, atol=1e-3)
 
 
+def test_the_preprocess_command_converts_a_series_folder_without_pydicom(series, crop_grid, tmp_path):
+    """A DICOM folder row goes through `python -m adtransfer preprocess` as well: the command's process hides
+    pydicom from nibabel (adtransfer.__main__), and the series still converts (dcm2niix needs no pydicom), to the
+    same volume as in a process that has pydicom."""
+    from cli_helpers import run_command_importing
+
+    out = tmp_path / "cmd.nii.gz"
+    args = ["preprocess", "--input", series["folder"], "--output", out, "--modality", "fdg_pet", "--subject", "s1"]
+    proc, modules = run_command_importing("module", [*args, "--sidecar", tmp_path / "cmd.json"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not {m for m in modules if m.startswith("pydicom.")}
+    assert json.loads((tmp_path / "cmd.json").read_text())["dicom"]["used"]
+    here = preprocess_subject(series["folder"], tmp_path / "here.nii.gz", PreprocParams("fdg_pet", crop_grid), "s1")
+    assert np.array_equal(np.asarray(nib.load(out).dataobj), here)
+
+
 def test_validate_accepts_a_dicom_folder_row(series, tmp_path):
     table = tmp_path / "participants.tsv"
     table.write_text(f"subject_id\tdiagnosis\tpath\nd1\tAD\t{series['folder']}\nd2\tNC\t{series['twin']}\n")

@@ -13,13 +13,14 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from train_helpers import SETTINGS, train, train_cmd
+from train_helpers import SETTINGS, predictions_of, train, train_cmd
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,47 @@ def test_finetuning_and_mmse(trained, tiny_mmse, tiny_cache, tmp_path):
     assert m["settings"]["task"] == "mmse" and m["set"] == "mmse_set"
     assert 0 <= m["val_mae_ensemble"] <= 30
     assert "mae" in pd.read_csv(tiny_mmse / "history.tsv", sep="\t").columns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["classify", "mmse"])
+def test_training_writes_the_predictions_of_predict_cohort(task, tiny_classifier, tiny_mmse, tiny_cache, tmp_path):
+    """The workflow's train job writes the cohort's predictions and features (--predictions-out, --features-out):
+    the same rows and numbers as `adtransfer predict-cohort` on the saved model, for a classifier trained from
+    scratch and for an MMSE model fine-tuned from it."""
+    import h5py
+
+    from adtransfer.learning.splits import read_splits, split_membership
+    from adtransfer.results.evaluate import read_predictions
+
+    model, column = (tiny_classifier, "n12") if task == "classify" else (tiny_mmse, "mmse_set")
+    written, written_features = predictions_of(model)
+    table, features = tmp_path / "p.tsv", tmp_path / "f.h5"
+    args = ["--model", model / "model.keras", "--metrics", model / "metrics.json", "--cache", tiny_cache["cache"]]
+    args += ["--splits", tiny_cache["splits"], "--set", column, "--out", table, "--features", features]
+    proc = subprocess.run(
+        [sys.executable, "-m", "adtransfer", "predict-cohort", *map(str, args), "--threads", "2"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    ours, theirs = (read_predictions(p) for p in (written, table))
+    with h5py.File(tiny_cache["cache"], "r") as h5:
+        cache_ids = h5["subject_id"].asstr()[()].tolist()
+    assert ours["subject_id"].tolist() == cache_ids  # every subject of the cohort, in cache order
+    member = split_membership(read_splits(tiny_cache["splits"]), column)
+    assert ours["split"].tolist() == member.loc[cache_ids].tolist()
+    assert {"train", "val", "test"} <= set(ours["split"])
+    # the table holds 6 significant digits (write_predictions); the features file full float32
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=1e-5, atol=1e-6)
+    with h5py.File(written_features, "r") as a, h5py.File(features, "r") as b:
+        assert set(a) == set(b) and dict(a.attrs) == dict(b.attrs)
+        np.testing.assert_allclose(a["features"][()], b["features"][()], rtol=0, atol=1e-6)
+        for key in ("subject_id", "diagnosis", "split"):
+            assert a[key][()].tolist() == b[key][()].tolist(), key
+    assert "predicted" in (model.parent / f"{model.name}.log").read_text()
 
 
 # Chosen (measured on the tiny cohort) so that the best validation loss comes early and early stopping acts later:

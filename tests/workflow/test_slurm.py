@@ -46,7 +46,7 @@ GROUP_SIZE = 10
 def reduced_config() -> dict:
     """The tests' tiny training config at 1 epoch and 1 replicate: every rule of the tiny config still runs (checked
     against its dry run in `runs`), with the fewest jobs, since the node runs 2 jobs at a time and each pays
-    SLURM's and Snakemake's start-up (replicates only repeat the train/predict/evaluate/bundle jobs)."""
+    SLURM's and Snakemake's start-up (replicates only repeat the train (which predicts)/evaluate/bundle jobs)."""
     cfg = tiny_training_config(seed=7)
     cfg["train"]["epochs"] = 1
     cfg["train"]["replicates"] = 1

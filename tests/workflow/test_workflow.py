@@ -24,9 +24,20 @@ from workflow_helpers import (
 
 
 def test_default_config_dry_run(tmp_path):
+    """The demo's dry run, with the Makefile's arguments."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n")
+    makefile = (ROOT / "Makefile").read_text()
+    chain = re.search(r"^CHAIN := (\S+)$", makefile, re.M)[1]
+    assert "all --resources gpu=2 --prioritize $(CHAIN)" in makefile
+    proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n", "all", "--prioritize", chain)
     counts = job_counts(proc.stdout)
+    # the longest chain of dependent jobs runs first: its data, FDG pre-training of the largest size, the FDG MMSE
+    # model fine-tuned from it and the ECD MMSE model fine-tuned from that; the ECD stage does not jump the queue
+    first = [b for b in job_blocks(proc.stdout) if re.search(r"^\s+priority: highest$", b, re.M)]
+    first_trained = {re.search(r"wildcards: model=(\S+)", b)[1] for b in first if re.search(r"^rule train:", b, re.M)}
+    largest = max(cfg["splits"]["pretrain_sizes"])
+    assert first_trained == {f"fdg/n{largest}", "mmse/fdg", "mmse/ecd_from_fdg"}
+    assert sum(bool(re.search(r"^rule preprocess:", b, re.M)) for b in first) == counts["preprocess"]
     n_subjects = sum(v for c in cfg["cohorts"].values() for k, v in c["synthetic"].items() if k.startswith("n_"))
     assert counts["preprocess"] == n_subjects
     assert counts["cache"] == 2 and counts["validate"] == 2 and counts["split"] == 2
@@ -41,8 +52,10 @@ def test_default_config_dry_run(tmp_path):
     assert sum(m.startswith("ecd/scratch") for m in trained) == reps
     assert sum(m.startswith("mmse/") for m in trained) == 2
     n_cnn = 2 * n_sizes + 1 + 2
-    assert counts["predict"] == n_cnn + (n_sizes + 1) * (reps - 1)  # every replicate predicts and is evaluated
-    assert counts["evaluate"] == counts["predict"] + counts["train_baseline"]
+    # every replicate trains (its job also predicts every subject: no separate predict jobs) and is evaluated
+    assert "predict" not in counts
+    assert counts["train"] == n_cnn + (n_sizes + 1) * (reps - 1)
+    assert counts["evaluate"] == counts["train"] + counts["train_baseline"]
     # explanations: the models config explain.models names (replicate 0), each by every explaining rule
     explained = cfg["explain"]["models"]
     for rule in ("gradcam", "occlusion", "tsne", "explain_figure"):
@@ -65,9 +78,10 @@ def test_paper_config_dry_run(tmp_path):
         + ["ecd/scratch", "mmse/fdg", "mmse/ecd_from_fdg"]
     )
     assert counts["split"] == 2
-    # every CNN predicts (13) and every classifier is explained (11); an ROI baseline beside each training set:
-    # 5 FDG sizes, the ECD set, FDG and ECD MMSE (8); one evaluation per model (21)
-    assert counts["predict"] == 13 and counts["gradcam"] == 11 and counts["tsne"] == 11
+    # every CNN is trained and predicts in that job (13) and every classifier is explained (11); an ROI baseline
+    # beside each training set: 5 FDG sizes, the ECD set, FDG and ECD MMSE (8); one evaluation per model (21)
+    assert "predict" not in counts
+    assert counts["train"] == 13 and counts["gradcam"] == 11 and counts["tsne"] == 11
     assert counts["occlusion"] == 11 and counts["explain_figure"] == 11  # occlusion and side by side per classifier
     assert counts["train_baseline"] == 8 and counts["explain_baseline"] == 8 and counts["evaluate"] == 21
     assert counts["tables"] == 1 and counts["figure_roc"] == 2
@@ -94,13 +108,14 @@ def test_fdg_mmse_model_fine_tunes_the_largest_fdg_classifier(tmp_path, mmse_ini
         assert '"learning_rate": 0.0001' in command  # finetune_learning_rate
 
 
-def test_ecd_stage_schedule_is_shared_by_both_arms(tmp_path):
+def test_stage_schedules_apply_to_their_models(tmp_path):
     """train.ecd_stage sets the schedule of the replicated ECD stage, the same for its fine-tunes and its model
-    without FDG stage (so the transfer comparison differs in starting point and learning rate only); FDG
-    pre-training and the MMSE models keep the plain keys, and a key left out takes the plain one."""
+    without FDG stage (so the transfer comparison differs in starting point and learning rate only); train.mmse_stage
+    that of the MMSE models; FDG pre-training keeps the plain keys, and a key left out takes the plain one."""
     cfg = tiny_training_config()
     cfg["train"].update(epochs=7, patience=5, early_stopping_start=4, replicates=2)
     cfg["train"]["ecd_stage"] = {"epochs": 6, "patience": 1}
+    cfg["train"]["mmse_stage"] = {"epochs": 5, "early_stopping_start": 1}
     path = write_config(tmp_path / "schedule.yaml", cfg)
     proc = snakemake(tmp_path, path, "-n", "-p")
     settings = {
@@ -108,21 +123,24 @@ def test_ecd_stage_schedule_is_shared_by_both_arms(tmp_path):
         for name, block in train_jobs(proc.stdout).items()
     }
     stage = {"ecd/from_fdg_n8", "ecd/from_fdg_n8_r1", "ecd/scratch", "ecd/scratch_r1"}
-    assert stage < set(settings) and {"fdg/n8", "mmse/fdg", "mmse/ecd_from_fdg"} < set(settings)
+    mmse = {"mmse/fdg", "mmse/ecd_from_fdg"}
+    assert stage < set(settings) and mmse < set(settings) and "fdg/n8" in settings
     for name, s in settings.items():
-        expected = (6, 1, 4) if name in stage else (7, 5, 4)
+        expected = (6, 1, 4) if name in stage else (5, 5, 1) if name in mmse else (7, 5, 4)
         assert (s["epochs"], s["patience"], s["early_stopping_start"]) == expected, name
 
 
 def test_paper_config_over_the_default_keeps_the_papers_schedule_and_explains_every_classifier(tmp_path):
     """Snakemake merges --configfile over config/config.yaml when run from the project folder (as the README does):
-    the demo's ECD-stage schedule and its explain.models must not leak into the paper's run."""
+    the demo's ECD-stage and MMSE schedules and its explain.models must not leak into the paper's run."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
-    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n", "-p", "results/models/ecd/scratch/metrics.json")
-    (block,) = [b for name, b in train_jobs(proc.stdout).items() if name == "ecd/scratch"]
-    s = json.loads(re.search(r"--settings '(\{.*?\})'", block).group(1))
-    assert (s["epochs"], s["patience"], s["early_stopping_start"]) == (200, 20, 0)
+    targets = [f"results/models/{m}/metrics.json" for m in ("ecd/scratch", "mmse/fdg")]
+    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n", "-p", *targets)
+    jobs = train_jobs(proc.stdout)
+    for name in ("ecd/scratch", "mmse/fdg"):
+        s = json.loads(re.search(r"--settings '(\{.*?\})'", jobs[name]).group(1))
+        assert (s["epochs"], s["patience"], s["early_stopping_start"]) == (200, 20, 0), name
     proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n")
     assert job_counts(proc.stdout)["gradcam"] == 11
 
@@ -162,6 +180,37 @@ def test_replicate_jobs_are_gpu_tagged_and_seeded_apart(tmp_path):
         assert re.search(r"resources: .*gpu=1", block), block
 
 
+def test_every_cnn_predicts_in_its_training_job(tmp_path):
+    """No `predict` jobs: the one job that writes a CNN's prediction table and features is its `train` job, which
+    is given both files (--predictions-out, --features-out); every evaluation of a CNN reads that table."""
+    from adtransfer import layout
+    from adtransfer.catalog import grid_from_spec, grid_spec
+
+    cfg = tiny_training_config()
+    proc = snakemake(tmp_path, write_config(tmp_path / "tiny.yaml", cfg), "-n", "-p")
+    assert "predict" not in job_counts(proc.stdout)
+    producer, evaluated = {}, set()
+    for block in job_blocks(proc.stdout):
+        rule = re.search(r"^(?:local)?rule (\S+):", block, re.M)
+        files = re.search(r"^\s+output: (.*)$", block, re.M)
+        if not (rule and files):
+            continue
+        for path in files[1].split(", "):
+            assert path not in producer, f"{path}: written by {producer[path][0]} and {rule[1]}"
+            producer[path] = (rule[1], block)
+        if rule[1] == "evaluate":
+            evaluated.add(re.search(r"^\s+input: (.*)$", block, re.M)[1])
+    cnns = [m.name for m in grid_from_spec(grid_spec(cfg)) if m.kind == "cnn"]
+    assert len(cnns) == 7
+    for name in cnns:
+        table, features = layout.predictions(name), layout.features(name)
+        rule, block = producer[table]
+        assert rule == "train" and f"wildcards: model={name}\n" in block, name
+        assert producer[features][1] is block, name
+        assert f"--predictions-out {table} --features-out {features}" in block, name
+        assert table in evaluated, name
+
+
 def test_bad_table_stops_before_any_job(tmp_path):
     (tmp_path / "participants.tsv").write_text(
         "subject_id\tdiagnosis\tmmse\tpath\ns01\tAD\t45\ts01.nii.gz\ns02\tNC\t29\ts02.nii.gz\n"
@@ -186,6 +235,21 @@ def test_workstation_profile_is_picked_up_and_caps_gpu_jobs(tmp_path):
     assert profile["resources"] == {"gpu": 1}
     proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n")
     assert re.search(r"Using workflow specific profile \S*profiles/default", proc.stderr + proc.stdout)
+
+
+def test_slurm_profile_gives_exactly_the_gpu_rules_a_gpu():
+    """The SLURM profile's set-resources name the rules that declare gpu=1, no more (Snakemake ignores a rule name
+    it does not know, so an entry left for a removed rule would pass unseen) and no fewer."""
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    gpu_rules = set()
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        parts = re.split(r"^rule (\w+):", smk.read_text(), flags=re.M)
+        rules = dict(zip(parts[1::2], parts[2::2], strict=True))
+        gpu_rules |= {name for name, body in rules.items() if re.search(r"^\s+gpu=1,", body, re.M)}
+    assert gpu_rules == {"train", "gradcam", "occlusion"}
+    assert set(profile["set-resources"]) == gpu_rules
+    for rule in gpu_rules:
+        assert profile["set-resources"][rule] == {"gpu": 0, "gres": "gpu:1"}, rule
 
 
 def test_data_only_config_with_own_cohort_names(tmp_path):

@@ -12,7 +12,9 @@ rule cache:
         size=config["mosaic"]["size"],
         modality=lambda wc: config["cohorts"][wc.cohort]["modality"],
         preproc_dir=lambda wc: layout.preproc_dir(wc.cohort),
-    threads: 2
+    # one core: Snakemake starts a job only when its threads are free, so a 2-thread cache waited behind the
+    # 1-thread training jobs that held the cores (the demo's ECD cache: 5 minutes)
+    threads: 1
     conda:
         "../../envs/data.yaml"
     priority: DATA_PRIORITY

@@ -179,10 +179,10 @@ def train_settings(model):
     each replicate with its own seed (catalog.replicate_seed); every other model with the config seed."""
     modality = config["cohorts"][ROLE_COHORT[model.role]]["modality"]
     units = modalities.fc_units(modality, TRAIN.get("fc_units"))
-    settings = {k: TRAIN[k] for k in ("init", "batch_size", "epochs", "patience", "early_stopping_start", "bn_momentum", "augment_shift",
-                                      "augment_zoom", "max_memory_gb") if k in TRAIN}
+    settings = {k: TRAIN[k] for k in ("init", "batch_size", "bn_momentum", "augment_shift", "augment_zoom", "max_memory_gb")
+                if k in TRAIN}
     lr = TRAIN.get("finetune_learning_rate", TRAIN.get("learning_rate")) if model.pretrained else TRAIN.get("learning_rate")
-    settings.update(catalog.schedule(model, TRAIN))
+    settings.update(catalog.schedule(model, TRAIN))  # epochs, patience, early_stopping_start: its stage's or the plain keys
     seed = replicate_seed(config["seed"], REPLICATES, model.replicate) if model.replicated else config["seed"]
     settings.update(task=model.task, learning_rate=lr, fc_units=units, seed=seed, intensity_range=modalities.intensity_range(modality, TRAIN.get("intensity_range")))
     return json.dumps(settings, sort_keys=True)

@@ -1,35 +1,7 @@
-# Stage 6: predictions and test metrics. Every CNN predicts every subject of its cohort [gpu=1]; the ROI baseline
-# (regional means -> linear model, no TensorFlow) is fitted on each training set a CNN uses and predicts the same
-# subjects. Both write the same table format, so one `evaluate` rule scores them all.
-
-
-rule predict:
-    input:
-        **trained("{model}"),
-        cache=cohort_files(layout.cache, model_of),
-        splits=cohort_files(layout.splits, model_of),
-    output:
-        predictions=layout.predictions("{model}"),
-        features=layout.features("{model}"),
-    wildcard_constraints:
-        model=CNN_PATTERN,
-    params:
-        set=lambda wc: model_of(wc).set_column,
-    threads: TRAIN_THREADS
-    resources:
-        gpu=1,
-        mem_mb=6000,
-        runtime=60,
-    conda:
-        "../../envs/train.yaml"
-    log:
-        layout.log("predict", "{model}"),
-    benchmark:
-        layout.benchmark("predict", "{model}")
-    shell:
-        "python -m adtransfer predict-cohort --model {input.model:q} --metrics {input.metrics:q} --cache {input.cache:q}"
-        " --splits {input.splits:q} --set {params.set:q} --out {output.predictions:q} --features {output.features:q}"
-        " --threads {threads} --log {log:q}"
+# Stage 6: predictions and test metrics. Every CNN's predictions of every subject of its cohort come from its
+# `train` job (train.smk: --predictions-out, the code of `adtransfer predict-cohort`); the ROI baseline (regional
+# means -> linear model, no TensorFlow) is fitted on each training set a CNN uses and predicts the same subjects.
+# Both write the same table format, so one `evaluate` rule scores them all.
 
 
 rule train_baseline:

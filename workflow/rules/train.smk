@@ -2,6 +2,8 @@
 # `--resources gpu=N` caps concurrent training. The catalog says each model's cohort, split column, task and parent
 # (FDG pre-training per sample size -> ECD fine-tuning from each; ECD without FDG stage; MMSE FDG -> ECD), so
 # adding a model or a stage of the transfer chain is a catalog edit: this rule does not change.
+# The job also writes the trained model's predictions and FC features for every subject of its cohort (what
+# `adtransfer predict-cohort` writes), so TensorFlow starts and the cache is read once per CNN, not twice.
 
 
 rule train:
@@ -9,6 +11,8 @@ rule train:
         unpack(train_inputs),
     output:
         **{key: layout.model_file("{model}", file) for key, file in TRAINED_FILES.items()},
+        predictions=layout.predictions("{model}"),
+        features=layout.features("{model}"),
     wildcard_constraints:
         model=CNN_PATTERN,
     params:
@@ -32,5 +36,6 @@ rule train:
     shell:
         "python -m adtransfer train --cache {input.cache:q} --splits {input.splits:q} --set {params.set:q}"
         " {params.pretrained:q} --model-out {output.model:q} --history-out {output.history:q}"
-        " --metrics-out {output.metrics:q} --work-dir {params.work:q} --settings {params.settings:q}"
+        " --metrics-out {output.metrics:q} --predictions-out {output.predictions:q} --features-out {output.features:q}"
+        " --work-dir {params.work:q} --settings {params.settings:q}"
         " --threads {threads} --log {log:q}"

@@ -50,8 +50,18 @@ class RegistrationSettings:
     nonlinear: bool = False  # a coarse BSpline step after the affine
     nonlinear_mesh: tuple[int, int, int] = (4, 4, 4)  # BSpline cells per axis over the template grid
     nonlinear_iterations: int = 30  # L-BFGS-B iterations (one level: the affine's finest)
+    # a cropped field of view (less than `cropped_below` of the template brain inside the scan's non-zero voxels
+    # once centred): 7-dof similarity instead of the 12-dof affine, whose zooms and shears along the cut axis the data
+    # do not constrain, and `cropped_sampling` of the (smaller) metric region sampled in both stages
+    cropped_below: float = 0.95
+    cropped_sampling: float = 0.2
 
     def __post_init__(self):
+        if not 0 < self.cropped_sampling <= 1 or not 0 <= self.cropped_below <= 1:
+            raise ValueError(
+                f"registration: cropped_sampling {self.cropped_sampling} must be in (0, 1], "
+                f"cropped_below {self.cropped_below} in [0, 1]"
+            )
         if len(self.shrink) != len(self.smooth_mm):
             raise ValueError(f"registration: shrink {self.shrink} and smooth_mm {self.smooth_mm} differ in length")
         if len(self.nonlinear_mesh) != 3 or min(self.nonlinear_mesh) < 1:
@@ -74,6 +84,8 @@ class RegistrationResult:
     # what the step records (mesh, metric, its largest displacement over the brain)
     displacement_mni: np.ndarray | None = None
     nonlinear: dict | None = None
+    dof: int = 12  # of the linear stage after the rigid one: 12 affine, 7 similarity (a cropped field of view)
+    field_of_view: dict | None = None  # brain_fraction (template brain inside the scan's data once centred), cropped
 
     def as_dict(self) -> dict:
         out = {
@@ -83,8 +95,13 @@ class RegistrationResult:
             "seconds": round(float(self.seconds), 3),
             "metric_rigid": float(self.metric_rigid),
             "metric_affine": float(self.metric_affine),
-            "method": "SimpleITK: moments initialisation, Euler3D rigid then 12-dof affine, correlation metric",
+            "method": "SimpleITK: moments initialisation, Euler3D rigid then "
+            + ("12-dof affine" if self.dof == 12 else f"{self.dof}-dof similarity (cropped field of view)")
+            + ", correlation metric",
+            "dof": self.dof,
         }
+        if self.field_of_view is not None:
+            out["field_of_view"] = self.field_of_view
         if self.nonlinear is not None:
             out["method"] += ", then a coarse BSpline (affine_scanner_to_mni is the affine part)"
             out["nonlinear"] = self.nonlinear
@@ -160,13 +177,21 @@ def _initial_transform(fixed, moving, moving_data: np.ndarray, moving_affine: np
     )
 
 
-def _method(settings: RegistrationSettings, fixed_mask, moving_mask, iterations: int):
+def brain_fraction(support, fixed_mask, transform) -> float:
+    """Fraction of the template brain inside the scan's acquired (non-zero) voxels placed by `transform`."""
+    import SimpleITK as sitk
+
+    placed = sitk.Resample(support, fixed_mask, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return float(sitk.GetArrayViewFromImage(placed).transpose(2, 1, 0)[load_templates().brain_mask].mean())
+
+
+def _method(settings: RegistrationSettings, fixed_mask, moving_mask, iterations: int, sampling: float):
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsCorrelation()
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(settings.sampling, settings.seed)
+    reg.SetMetricSamplingPercentage(sampling, settings.seed)
     reg.SetMetricFixedMask(fixed_mask)
     if moving_mask is not None:
         reg.SetMetricMovingMask(moving_mask)
@@ -202,12 +227,19 @@ def register_to_template(
     moving_mask = sitk.Cast(_to_sitk(support.astype(np.float32), affine), sitk.sitkUInt8)
 
     rigid = _initial_transform(fixed, moving, data, affine)
-    reg = _method(settings, fixed_mask, moving_mask, settings.rigid_iterations)
+    # a cropped field of view, judged once the centres of mass are aligned (before the rigid stage, whose sampling
+    # it sets): fewer voxels carry the alignment, so more of them are sampled
+    acquired = sitk.Cast(_to_sitk((data != 0).astype(np.float32), affine), sitk.sitkUInt8)
+    fraction = brain_fraction(acquired, fixed_mask, rigid)
+    cropped = fraction < settings.cropped_below
+    sampling = max(settings.sampling, settings.cropped_sampling) if cropped else settings.sampling
+    reg = _method(settings, fixed_mask, moving_mask, settings.rigid_iterations, sampling)
     reg.SetInitialTransform(rigid, inPlace=True)
     reg.Execute(fixed, moving)
     metric_rigid = reg.GetMetricValue()
 
-    full = sitk.AffineTransform(3)
+    # a cropped scan: 7-dof similarity (one zoom, set by the axes the data span); otherwise the 12-dof affine
+    full = sitk.Similarity3DTransform() if cropped else sitk.AffineTransform(3)
     full.SetCenter(rigid.GetCenter())
     full.SetMatrix(rigid.GetMatrix())
     full.SetTranslation(rigid.GetTranslation())
@@ -216,10 +248,16 @@ def register_to_template(
     # ill-fitting ones out of the scan's support, as at a cropped field of view's cut edge
     in_view = sitk.Resample(moving_mask, fixed_mask, rigid, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     fixed_mask = sitk.And(fixed_mask, in_view)
-    reg = _method(settings, fixed_mask, None, settings.affine_iterations)
+    reg = _method(settings, fixed_mask, None, settings.affine_iterations, sampling)
     reg.SetInitialTransform(full, inPlace=True)
     reg.Execute(fixed, moving)
     metric_affine = reg.GetMetricValue()
+    field_of_view = {
+        "brain_fraction": round(fraction, 3),
+        "cropped": bool(cropped),
+        "cropped_below": settings.cropped_below,
+        "sampling": sampling,
+    }
 
     scanner_to_mni = _transform_to_ras(full)
     displacement, nonlinear = None, None
@@ -235,6 +273,8 @@ def register_to_template(
         metric_affine,
         displacement,
         nonlinear,
+        7 if cropped else 12,
+        field_of_view,
     )
 
 
@@ -362,6 +402,9 @@ def registration_qc(table, preproc_dir, min_similarity: float, on_fail: str):
                 "flagged": flagged,
                 "decision": decision,
                 "seconds": reg.get("seconds"),
+                # what was fitted: 12 (affine) or 7 (similarity, a cropped field of view); empty in older sidecars
+                "dof": reg.get("dof"),
+                "cropped_fov": reg.get("field_of_view", {}).get("cropped"),
                 "qc_png": f"registration/{sid}.png",
             }
         )

@@ -2,7 +2,9 @@
 
 Every subject is predicted (train, validation, test, and subjects the model never used such as MCI), so
 the same table serves the test metrics, the validation threshold, MMSE train/test R^2 and the t-SNE plots.
-Each mosaic is predicted alone; the ensemble is their mean, as in the paper.
+Each mosaic is predicted alone; the ensemble is their mean, as in the paper. The workflow's training job calls
+`predict_cohort` on the model it has just saved (learning.train.train_model, predictions_out); `adtransfer
+predict-cohort` runs it on any saved model.
 """
 
 from __future__ import annotations

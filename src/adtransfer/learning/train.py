@@ -379,9 +379,15 @@ def train_model(
     metrics_out: str | os.PathLike,
     work_dir: str | os.PathLike,
     pretrained: str | None = None,
+    predictions_out: str | os.PathLike | None = None,
+    features_out: str | os.PathLike | None = None,
 ) -> dict:
     """Train on rows `set_column == "train"`, validate on `== "val"`; write the model (.keras), the history (TSV)
     and the metrics (JSON) to the given files and return the metrics.
+
+    With predictions_out and features_out (both or neither), the job then also writes what `predict-cohort` writes
+    for the saved model (every subject of the cache: learning.predict.predict_cohort on the files just written), so
+    the workflow pays TensorFlow's start-up and the cache read once per CNN instead of twice.
 
     work_dir keeps the resume state across a killed run (see prepare_resume); it is removed after success."""
     import h5py
@@ -395,7 +401,10 @@ def train_model(
                 settings.for_modality(str(h5.attrs["modality"]))
         except (OSError, KeyError) as exc:
             raise InputError(f"{cache}: not a readable adtransfer cache ({exc})") from None
+    if (predictions_out is None) != (features_out is None):
+        raise InputError("--predictions-out and --features-out go together: give both or neither")
     outputs = [Path(model_out), Path(history_out), Path(metrics_out)]
+    outputs += [Path(p) for p in (predictions_out, features_out) if p is not None]
     work = Path(work_dir)
     claim_work_dir(work, outputs, job_fingerprint(settings, set_column, splits_path, cache, pretrained, outputs[0]))
     splits = read_splits(splits_path)
@@ -492,6 +501,12 @@ def train_model(
         net.save(tmp)
     write_text(history_out, history)
     write_text(metrics_out, json.dumps(metrics, indent=2, default=str) + "\n")
+    if predictions_out is not None:
+        # the saved model, as `predict-cohort` loads it: one code path, the same numbers
+        from adtransfer.learning.predict import TrainedModel, predict_cohort
+
+        trained = TrainedModel(model_out, metrics_out, cache, splits_path, set_column)
+        predict_cohort(trained, predictions_out, features_out, threads=settings.threads)
     shutil.rmtree(work, ignore_errors=True)
     return metrics
 
