@@ -278,6 +278,13 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         )
         return dict(re.findall(r"(\S+?)=(\S*)", proc.stdout))
 
+    def batch_script(self, job_id: str) -> str:
+        """The script slurmctld ran for a job (sbatch --wrap's command line included); kept as long as its record."""
+        proc = subprocess.run(
+            ["scontrol", "write", "batch_script", job_id, "-"], env=self.env, capture_output=True, text=True, timeout=15
+        )
+        return proc.stdout
+
 
 def slurm_cluster_fixture(tmp_root: Path | None = None):
     """Generator behind the `slurm_cluster` fixture: skip if SLURM cannot be had, fail with logs if it won't start."""

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 from slurm_cluster import GPUS, slurm_cluster_fixture
 from workflow_helpers import (
     ROOT,
@@ -36,6 +38,9 @@ PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 # extra model costs ~1 min, and these two already cover a model handed from one job to the next.
 REFERENCE_MODELS = ["fdg/n8", "ecd/from_fdg_n8"]
 TIMEOUT = 1500
+# Subjects per preprocessing group job in the cluster run (the profile's 50 would put the config's 23 in one): several
+# groups, each larger than the cores its Snakemake runs with, so that a request summed over the group would show.
+GROUP_SIZE = 10
 
 
 def reduced_config() -> dict:
@@ -62,13 +67,22 @@ def slurm_snakemake(cluster, workdir: Path, configfile: Path, *args: str) -> sub
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT, cwd=workdir)
 
 
-def slurm_jobs(cluster, output: str) -> list[dict[str, str]]:
-    """slurmctld's record of every job the run says it submitted, with the Snakemake rule (from the comment)."""
+def slurm_jobs(cluster, output: str) -> list[dict]:
+    """slurmctld's record of every job the run says it submitted, with the Snakemake jobs it ran: `members`, one
+    (rule, wildcards) each, from the `--target-jobs` of the Snakemake command in its batch script (a group job runs
+    several; its comment names the group, not a rule), `rule` (every member's) and `cores` (that command's --cores)."""
     records = []
     for job_id in re.findall(r"has been submitted with SLURM jobid (\d+)", output):
         rec = cluster.job_record(job_id)
         assert rec, f"slurmctld has no record of job {job_id}"
-        rec["rule"] = rec["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+        script = cluster.batch_script(job_id)
+        targets = re.search(r"--target-jobs (.+?) --", script)
+        assert targets, f"no --target-jobs in the batch script of job {job_id}:\n{script}"
+        rec["members"] = [tuple(t.split(":", 1)) for t in shlex.split(targets[1])]
+        rules = {rule for rule, _ in rec["members"]}
+        assert len(rules) == 1, f"job {job_id} ran jobs of several rules: {rec['members']}"
+        rec["rule"] = rules.pop()
+        rec["cores"] = int(re.search(r"--cores (\d+)", script)[1])
         records.append(rec)
     return records
 
@@ -108,7 +122,7 @@ def runs(slurm_cluster, tmp_path_factory):
     # The local run shares the 2 cores with SLURM's jobs (two at a time on the node's two fake GPUs).
     with ThreadPoolExecutor(1) as pool:
         local = pool.submit(snakemake, local_dir, cfg, *targets, timeout=TIMEOUT)
-        proc = slurm_snakemake(slurm_cluster, slurm_dir, cfg)
+        proc = slurm_snakemake(slurm_cluster, slurm_dir, cfg, "--group-components", f"preprocess={GROUP_SIZE}")
         local.result()
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"SLURM run failed ({proc.returncode}):\n{output[-8000:]}\n{slurm_cluster.log_tails()}"
@@ -127,15 +141,48 @@ def test_every_job_ran_as_a_completed_slurm_job(runs):
     assert "Using profiles" in output and "profiles/slurm" in output
     planned = job_counts(output)  # the run's own job table: whatever rules `all` currently needs
     local_rules = set(re.findall(r"^localrule (\S+):", output, re.M))
-    submitted: dict[str, int] = {}
+    submitted: dict[str, int] = {}  # Snakemake jobs per rule, counted inside the SLURM jobs that ran them
     for rec in jobs:
-        submitted[rec["rule"]] = submitted.get(rec["rule"], 0) + 1
+        submitted[rec["rule"]] = submitted.get(rec["rule"], 0) + len(rec["members"])
         assert rec["JobState"] == "COMPLETED" and rec["ExitCode"] == "0:0", rec
     assert submitted == {r: n for r, n in planned.items() if r not in local_rules}
     assert local_rules <= {"all"}, local_rules  # only the target itself, which runs nothing, stays local
     assert TRAIN_RULES <= set(submitted)
     # the reduced config left out no rule of the tiny config: every kind of job ran on SLURM
     assert set(planned) == runs["tiny_rules"], set(planned) ^ runs["tiny_rules"]
+    # and no job ran twice (in two SLURM jobs)
+    members = [(rec["rule"], m) for rec in jobs for m in rec["members"]]
+    assert len(members) == len(set(members)), members
+
+
+def minutes(limit: str) -> int:
+    """A SLURM time limit ([D-]HH:MM:SS) in minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, sec = map(int, hms.split(":"))
+    return (int(days or 0) * 24 + h) * 60 + m + math.ceil(sec / 60)
+
+
+def megabytes(mem: str) -> int:
+    return int(float(mem[:-1]) * {"M": 1, "G": 1024, "T": 1024**2}[mem[-1]])
+
+
+def test_preprocessing_went_to_slurm_in_groups(runs):
+    """Fewer SLURM jobs than subjects, each asking SLURM for what its Snakemake runs at once: as many CPUs as the
+    cores it runs its subjects on side by side, their memory, and the preprocessing runtime per round of them."""
+    subjects = job_counts(runs["output"])["preprocess"]
+    groups = [rec for rec in runs["jobs"] if rec["rule"] == "preprocess"]
+    assert len(groups) == math.ceil(subjects / GROUP_SIZE) < subjects, (len(groups), subjects)
+    per_job = yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]["preprocess"]
+    for rec in groups:
+        n = len(rec["members"])
+        assert n <= GROUP_SIZE, rec["members"]
+        side_by_side = min(n, rec["cores"])
+        assert int(rec["CPUs/Task"]) == side_by_side, (rec["CPUs/Task"], n, rec["cores"])
+        assert megabytes(rec["MinMemoryNode"]) == side_by_side * per_job["mem_mb"], (rec["MinMemoryNode"], n)
+        assert minutes(rec["TimeLimit"]) == math.ceil(n / side_by_side) * per_job["runtime"], (rec["TimeLimit"], n)
+        assert "gpu" not in rec.get("TresPerNode", "") + rec.get("TresPerJob", "")
+    # some group ran more subjects than side by side: a request summed over its subjects would have shown
+    assert any(len(rec["members"]) > min(len(rec["members"]), rec["cores"]) for rec in groups), groups
 
 
 def test_gpu_jobs_and_only_they_get_the_gpu(runs):
@@ -208,10 +255,15 @@ def test_a_job_failing_on_slurm_fails_the_run(slurm_cluster, tmp_path):
     proc = slurm_snakemake(slurm_cluster, tmp_path, cfg)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-4000:]
-    # the jobs that failed are the ones reading the corrupt scan: its preprocessing and the cohort's validation
-    failed = {(m[1], m[2]) for m in re.finditer(r"Error in rule (\S+):(?:\n {4}.*)*?\n {4}input: ([^,\n]+)", output)}
-    assert failed, output[-4000:]
-    assert failed <= {("preprocess", str(scan)), ("validate", "data/participants.tsv")}, failed
+    subject = scan.name.removesuffix(".nii.gz")
+    # The scan's subjects were preprocessed in one group job, which failed as a unit: Snakemake reports each of its
+    # jobs under "Error in group" with its log. Only the jobs reading the corrupt scan (its preprocessing and the
+    # cohort's validation) failed themselves: every error logged names that scan, the preprocessing's its subject.
+    assert "Error in group preprocess" in output, output[-4000:]
+    assert set(re.findall(r"Error in rule (\S+):", output)) <= {"preprocess", "validate"}, output[-4000:]
+    errors = re.findall(r"^\s*\d\d:\d\d:\d\d ERROR (.*)$", output, re.M)
+    assert errors and all(str(scan) in e for e in errors), errors
+    assert any(f"(subject {subject})): cannot read NIfTI header" in e for e in errors), errors
     assert re.search(r"SLURM-job '\d+' failed, SLURM status is: 'FAILED'", output), output[-4000:]
     # the failure came from the job itself, and nothing of the run is left in the queue
     assert not re.search(r"RUNNING|PENDING|COMPLETING", slurm_cluster.jobs()), slurm_cluster.jobs()

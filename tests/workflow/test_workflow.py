@@ -238,18 +238,27 @@ def test_workstation_profile_is_picked_up_and_caps_gpu_jobs(tmp_path):
 
 
 def test_slurm_profile_gives_exactly_the_gpu_rules_a_gpu():
-    """The SLURM profile's set-resources name the rules that declare gpu=1, no more (Snakemake ignores a rule name
-    it does not know, so an entry left for a removed rule would pass unseen) and no fewer."""
+    """The SLURM profile's set-resources give a GPU to the rules that declare gpu=1, no more and no fewer, and name no
+    rule that does not exist (Snakemake ignores a rule name it does not know, so an entry left for a removed rule would
+    pass unseen); its other entries (CPU rules' sizes) and its job groups leave the GPU rules out."""
     profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
-    gpu_rules = set()
+    all_rules, gpu_rules = set(), set()
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         parts = re.split(r"^rule (\w+):", smk.read_text(), flags=re.M)
         rules = dict(zip(parts[1::2], parts[2::2], strict=True))
+        all_rules |= set(rules)
         gpu_rules |= {name for name, body in rules.items() if re.search(r"^\s+gpu=1,", body, re.M)}
     assert gpu_rules == {"train", "gradcam", "occlusion"}
-    assert set(profile["set-resources"]) == gpu_rules
-    for rule in gpu_rules:
-        assert profile["set-resources"][rule] == {"gpu": 0, "gres": "gpu:1"}, rule
+    resources = profile["set-resources"]
+    assert set(resources) <= all_rules, set(resources) - all_rules
+    assert {rule for rule, res in resources.items() if "gpu" in str(res.get("gres", ""))} == gpu_rules
+    for rule, res in resources.items():
+        if rule in gpu_rules:
+            assert res == {"gpu": 0, "gres": "gpu:1"}, rule
+        else:
+            assert not {"gpu", "gres"} & set(res), rule
+    assert set(profile["groups"]) <= all_rules - gpu_rules, profile["groups"]
+    assert set(profile["group-components"]) == set(profile["groups"].values())
 
 
 def test_data_only_config_with_own_cohort_names(tmp_path):
