@@ -25,8 +25,9 @@ rule train:
     resources:
         gpu=1,
         mem_mb=8000,
-        # minutes on a GPU node (SLURM): pre-training on the large FDG cohort takes longest
-        runtime=lambda wc: 720 if MODELS[wc.model].role == "fdg" else 240,
+        # minutes on a GPU node (SLURM): pre-training on the large FDG cohort takes longest; + 60 for predicting the
+        # whole cohort afterwards (the budget of the former predict job)
+        runtime=lambda wc: (720 if MODELS[wc.model].role == "fdg" else 240) + 60,
     conda:
         "../../envs/train.yaml"
     log:
