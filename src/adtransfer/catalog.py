@@ -230,6 +230,7 @@ def comparisons(spec: dict | None, models: list[Model]) -> dict[str, list[tuple[
 
 
 SCHEDULE_KEYS = ("epochs", "patience", "early_stopping_start")
+STAGES = ("ecd_stage", "mmse_stage")  # config train keys of the stages with their own schedule (stage_of)
 
 
 def stage_of(model: Model) -> str | None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from adtransfer.catalog import SCHEDULE_KEYS, comparisons, explained, grid_from_spec, grid_spec, schedule, stage_of
+from adtransfer.catalog import (
+    SCHEDULE_KEYS,
+    STAGES,
+    comparisons,
+    explained,
+    grid_from_spec,
+    grid_spec,
+    schedule,
+    stage_of,
+)
 
 
 def config_problems(config: dict) -> list[str]:
@@ -24,8 +33,7 @@ def config_problems(config: dict) -> list[str]:
         train = config.get("train") or {}
         for where, model in (
             ("train", next((m for m in models if m.kind == "cnn" and stage_of(m) is None), None)),
-            ("train.ecd_stage", next((m for m in models if stage_of(m) == "ecd_stage"), None)),
-            ("train.mmse_stage", next((m for m in models if stage_of(m) == "mmse_stage"), None)),
+            *((f"train.{key}", next((m for m in models if stage_of(m) == key), None)) for key in STAGES),
         ):
             s = schedule(model, train) if model else {}
             if "epochs" in s and s.get("early_stopping_start", 0) >= s["epochs"]:
@@ -40,9 +48,6 @@ def config_problems(config: dict) -> list[str]:
                 f"explain.models {unknown}: not CNN classifiers of this grid (replicate 0); choose from {explainable}"
             )
     return problems
-
-
-STAGES = ("ecd_stage", "mmse_stage")
 
 
 def merged_schedule_problems(default: dict, overrides: dict[str, dict], default_name: str) -> list[str]:
