@@ -32,6 +32,10 @@ include: "workflow/rules/explain.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    keep_local_scheduler_idle()
+
+
 onerror:
     print(
         "\nadtransfer: the run stopped. A failed job's log is printed above (results/logs/). Rerun the same command "

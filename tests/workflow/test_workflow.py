@@ -395,3 +395,16 @@ def test_config_without_splits_runs_the_data_stages_only(tmp_path):
     counts = job_counts(proc.stdout)
     assert counts["cache"] == 2 and counts["preprocess"] > 0
     assert not train_jobs(proc.stdout) and "split" not in counts and "tables" not in counts
+
+
+def test_a_local_run_is_not_paced_by_the_job_rate_limiter(tmp_path):
+    """Snakemake's job rate limiter keeps re-running its job selection from timer threads that multiply with every
+    finished job (Snakefile onstart); a local run turns it off. Under a limit of one job per hour, its second job
+    would wait an hour: here the two jobs (synthesis, then validation) finish at once."""
+    cfg = write_config(tmp_path / "tiny.yaml", tiny_training_config())
+    table = "results/cohort/ecd.tsv"
+    proc = snakemake(tmp_path, cfg, table, "--max-jobs-per-timespan", "1/1h", timeout=120)
+    output = proc.stdout + proc.stderr
+    assert "Job rate limit reached" not in output
+    assert (tmp_path / table).exists()
+    assert job_counts(output) == {"synth_ecd": 1, "validate": 1}
