@@ -328,6 +328,14 @@ def effect_truth(spec: CohortSpec, templates=None) -> tuple[np.ndarray, dict]:
     return pattern.astype(np.float32), entries
 
 
+COARSE_FIELD = (6, 7, 6)  # control points of a subject's smooth multiplicative field
+
+
+def _zoom_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in): column j is ndimage.zoom(order=3) of the j-th unit vector from n_in to n_out samples."""
+    return np.stack([ndimage.zoom(e, n_out / n_in, order=3) for e in np.eye(n_in)], axis=1)
+
+
 class _Simulator:
     """Per-process state: templates and the fixed maps every subject of a cohort shares."""
 
@@ -349,6 +357,10 @@ class _Simulator:
         labels = np.unique(t.atlas)
         self.label_index = np.searchsorted(labels, t.atlas)  # atlas label -> 0..R
         self.n_labels = len(labels)
+        # the smooth field's cubic-spline upsampling of a (6, 7, 6) draw to the grid, as one matrix per axis: ndimage's
+        # spline zoom is linear and separable, so the three products equal ndimage.zoom(coarse, ..., order=3) to
+        # ~1e-15 in 7 ms instead of 0.4 s (60 % of a subject's simulation)
+        self.zoom_axes = [_zoom_matrix(n_in, n_out) for n_in, n_out in zip(COARSE_FIELD, t.grid.shape, strict=True)]
         z = np.linspace(-1.0, 1.0, t.grid.shape[2], dtype=np.float32)
         self.site_fields = {}
         site_rng = spec.stream(1)
@@ -363,8 +375,8 @@ class _Simulator:
         lut = rng.normal(1.0, spec.region_sd, self.n_labels).astype(np.float32)
         lut[0] = 1.0
         regional = lut[self.label_index]
-        coarse = rng.normal(0.0, 1.0, (6, 7, 6))
-        smooth_field = ndimage.zoom(coarse, np.array(t.grid.shape) / coarse.shape, order=3)
+        coarse = rng.normal(0.0, 1.0, COARSE_FIELD)
+        smooth_field = np.einsum("ia,jb,kc,abc->ijk", *self.zoom_axes, coarse, optimize=True)
         smooth_field = 1.0 + spec.field_sd * smooth_field / (smooth_field.std() + 1e-6)
         pattern = self.pattern
         if self.blobs is not None:
