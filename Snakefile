@@ -33,7 +33,10 @@ include: "workflow/rules/report.smk"
 
 
 onstart:
-    keep_local_scheduler_idle()
+    # Snakemake's job rate limiter burns CPU in long runs (src/adtransfer/scheduling.py)
+    _dropped = keep_scheduler_idle(workflow)
+    if _dropped:
+        print(_dropped, file=sys.stderr)
 
 
 onerror:

@@ -406,5 +406,6 @@ def test_a_local_run_is_not_paced_by_the_job_rate_limiter(tmp_path):
     proc = snakemake(tmp_path, cfg, table, "--max-jobs-per-timespan", "1/1h", timeout=120)
     output = proc.stdout + proc.stderr
     assert "Job rate limit reached" not in output
+    assert "--max-jobs-per-timespan 1/3600s is ignored in a local run" in output  # the user is told
     assert (tmp_path / table).exists()
     assert job_counts(output) == {"synth_ecd": 1, "validate": 1}

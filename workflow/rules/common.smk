@@ -27,6 +27,7 @@ from adtransfer.errors import InputError
 from adtransfer.learning.splits import mmse_min_for
 from adtransfer.inputs.synth import subject_ids
 from adtransfer.configuration import config_problems, merged_schedule_problems
+from adtransfer.scheduling import keep_scheduler_idle
 
 
 def _merged_problems():
@@ -42,20 +43,6 @@ def _merged_problems():
 _problems = config_problems(config) + _merged_problems()
 if _problems:
     sys.exit("Error in config:\n" + "\n".join(f"  {p}" for p in _problems))
-
-def keep_local_scheduler_idle():
-    """Turn off Snakemake's job rate limiter in a local run (onstart: the scheduler exists by then).
-
-    With a rate limiter (--max-jobs-per-timespan, default 100/1s), Snakemake >= 8.17 ends each scheduling round by
-    starting a 1-s timer that triggers another round, and each finished job adds one more such chain that never
-    ends (checked in 9.15 and 9.27): after the demo's ~300 preprocessing jobs its main process ran ~250 timer
-    threads and used 45-60 % of a core re-selecting jobs, next to two training jobs on 2 cores. A local run starts
-    a job only when one finishes, so the limiter has nothing to limit there; cluster runs keep it (it paces sbatch).
-    """
-    scheduler = getattr(workflow, "scheduler", None)
-    if getattr(workflow, "local_exec", False) and getattr(scheduler, "job_rate_limiter", None) is not None:
-        scheduler.job_rate_limiter = None
-
 
 COHORTS = list(config["cohorts"])
 PREPROC = config.get("preprocess", {})
