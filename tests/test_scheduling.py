@@ -22,6 +22,8 @@ def fake_workflow(local: bool, limit: tuple[int, float] | None):
         (True, (1, 3600.0), True, True),  # a user's limit, local: removed, and the user is told
         (False, (100, 1.0), True, False),  # the default on a cluster: removed
         (False, (50, 60.0), False, False),  # a user's limit on a cluster: kept
+        (False, (100, 3600.0), False, False),  # 100 per hour is not the default (the timespan counts too)
+        (True, (100, 1), True, False),  # an int timespan (the deprecated --max-jobs-per-second 100) is the default
     ],
 )
 def test_which_limiters_go(local, limit, removed, message):
@@ -37,3 +39,5 @@ def test_without_a_limiter_or_a_scheduler_nothing_happens():
     wf = fake_workflow(True, None)
     assert keep_scheduler_idle(wf) is None and wf.scheduler.job_rate_limiter is None
     assert keep_scheduler_idle(SimpleNamespace()) is None  # other Snakemake internals: left alone
+    other = SimpleNamespace(local_exec=True, scheduler=SimpleNamespace(job_rate_limiter=SimpleNamespace()))
+    assert keep_scheduler_idle(other) is None and other.scheduler.job_rate_limiter is not None
