@@ -15,7 +15,9 @@ for _cohort in [c for c in COHORTS if is_synthetic(c)]:
             spec=json.dumps(synthetic_spec(_cohort), sort_keys=True),
             seed=config["seed"],
             out=lambda wc, output: os.path.dirname(output.table),
-        threads: 2
+        # 1: a 2-thread job waits until both cores are free, and once training holds one core (demo: the FDG
+        # cohort's models started beside the ECD synthesis's turn) the other cohort's synthesis waited 8 minutes
+        threads: 1
         conda:
             "../../envs/data.yaml"
         priority: DATA_PRIORITY
