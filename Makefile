@@ -19,11 +19,14 @@ install: $(VENV)/.installed
 
 # two 1-thread training jobs side by side use 2 CPU cores better than one 2-thread job (config: train.threads 1).
 # --prioritize: the longest chain of dependent jobs first (FDG pre-training of the largest size -> FDG MMSE model ->
-# ECD MMSE model, each waiting for the one before), with every job it needs; otherwise it queued behind independent
-# jobs and the demo's last minutes ran on one core. (Snakemake also makes the file a target: here `all` needs it.)
+# ECD MMSE model, each waiting for the one before), and the explanation table, i.e. the explained models (config
+# explain.models) with their Grad-CAM and occlusion jobs, with every job they need; otherwise they queued behind
+# independent jobs and the demo's last minutes ran on one core (measured: the explained ECD model trained last, then
+# its occlusion ran alone). (Snakemake also makes the files targets: here `all` needs them.)
 CHAIN := results/models/mmse/ecd_from_fdg/model.keras
+EXPLAINED := results/tables/explanations.tsv
 demo: install
-	snakemake --cores $(CORES) all --resources gpu=2 --prioritize $(CHAIN)
+	snakemake --cores $(CORES) all --resources gpu=2 --prioritize $(CHAIN) $(EXPLAINED)
 	snakemake --cores $(CORES) --report results/report.html
 	@echo
 	@cat results/tables/summary.md

@@ -28,15 +28,23 @@ def test_default_config_dry_run(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     makefile = (ROOT / "Makefile").read_text()
     chain = re.search(r"^CHAIN := (\S+)$", makefile, re.M)[1]
-    assert "all --resources gpu=2 --prioritize $(CHAIN)" in makefile
-    proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n", "all", "--prioritize", chain)
+    explained_table = re.search(r"^EXPLAINED := (\S+)$", makefile, re.M)[1]
+    assert "all --resources gpu=2 --prioritize $(CHAIN) $(EXPLAINED)" in makefile
+    proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n", "all", "--prioritize", chain, explained_table)
     counts = job_counts(proc.stdout)
-    # the longest chain of dependent jobs runs first: its data, FDG pre-training of the largest size, the FDG MMSE
-    # model fine-tuned from it and the ECD MMSE model fine-tuned from that; the ECD stage does not jump the queue
+    # first: the longest chain of dependent jobs (its data, FDG pre-training of the largest size, the FDG MMSE
+    # model fine-tuned from it and the ECD MMSE model fine-tuned from that) and the explained models with their
+    # explanations; the rest of the ECD stage (replicates, the other sizes, scratch) does not jump the queue
     first = [b for b in job_blocks(proc.stdout) if re.search(r"^\s+priority: highest$", b, re.M)]
-    first_trained = {re.search(r"wildcards: model=(\S+)", b)[1] for b in first if re.search(r"^rule train:", b, re.M)}
+
+    def models_of(rule):
+        return {re.search(r"wildcards: model=(\S+)", b)[1] for b in first if re.search(rf"^rule {rule}:", b, re.M)}
+
     largest = max(cfg["splits"]["pretrain_sizes"])
-    assert first_trained == {f"fdg/n{largest}", "mmse/fdg", "mmse/ecd_from_fdg"}
+    explained = set(cfg["explain"]["models"])
+    assert explained and all("_r" not in m for m in explained)
+    assert models_of("train") == {f"fdg/n{largest}", "mmse/fdg", "mmse/ecd_from_fdg"} | explained
+    assert models_of("gradcam") == models_of("occlusion") == explained
     assert sum(bool(re.search(r"^rule preprocess:", b, re.M)) for b in first) == counts["preprocess"]
     n_subjects = sum(v for c in cfg["cohorts"].values() for k, v in c["synthetic"].items() if k.startswith("n_"))
     assert counts["preprocess"] == n_subjects
