@@ -67,3 +67,21 @@ def merged_schedule_problems(default: dict, overrides: dict[str, dict], default_
                     f"set train.{stage} in {name} (null: your plain keys), or run with --replace-workflow-config"
                 )
     return problems
+
+
+# --- values the workflow derives from the config when it parses (light: every Snakemake process, also each job's
+# own on a cluster, imports this module; no pandas, scikit-learn or nibabel) ---------------------------------
+
+
+def subject_ids(name: str, n: int) -> list[str]:
+    """Subject ids of a synthetic cohort: known from the config alone, so the DAG needs no checkpoint."""
+    return [f"{name}{i:04d}" for i in range(1, n + 1)]
+
+
+def mmse_min_for(splits_config: dict, role: str) -> float:
+    """The MMSE floor of one cohort role ("fdg" or "ecd") from config `splits.mmse_min`: a number (every
+    cohort, the old form) or a mapping {fdg: 15, ecd: 0} (a role it does not name has no floor)."""
+    value = splits_config.get("mmse_min", 0)
+    if isinstance(value, dict):
+        return float(value.get(role, 0))
+    return float(value)

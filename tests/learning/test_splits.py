@@ -13,6 +13,7 @@ import pytest
 
 from adtransfer.catalog import POOL_SET, size_set
 from adtransfer.cli import main
+from adtransfer.configuration import mmse_min_for
 from adtransfer.errors import InputError
 from adtransfer.learning import splits as sp
 
@@ -343,11 +344,11 @@ def test_paper_config_scores_every_ecd_test_subject_in_mmse():
     import yaml
 
     cfg = yaml.safe_load((Path(__file__).parents[2] / "config" / "paper.yaml").read_text())["splits"]
-    assert sp.mmse_min_for(cfg, "fdg") == 15 and sp.mmse_min_for(cfg, "ecd") == 0
-    assert sp.mmse_min_for({"mmse_min": 12}, "ecd") == 12  # a number still applies to every cohort
+    assert mmse_min_for(cfg, "fdg") == 15 and mmse_min_for(cfg, "ecd") == 0
+    assert mmse_min_for({"mmse_min": 12}, "ecd") == 12  # a number still applies to every cohort
     cohort = make_cohort(113, 134, 0, seed=4)
     cohort.loc[cohort.index[:30], "mmse"] = 10.0  # some ECD subjects below 15
-    ecd = sp.make_splits(cohort, cfg["ecd_test"], None, 0.2, seed=1, mmse_min=sp.mmse_min_for(cfg, "ecd"))
+    ecd = sp.make_splits(cohort, cfg["ecd_test"], None, 0.2, seed=1, mmse_min=mmse_min_for(cfg, "ecd"))
     member = sp.split_membership(ecd, "mmse_set")
     scored = set(member.index[member == "test"])
     assert scored == set(ecd.loc[ecd["mmse_set"] == "test", "subject_id"])

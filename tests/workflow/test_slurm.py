@@ -44,12 +44,17 @@ GROUP_SIZE = 10
 
 
 def reduced_config() -> dict:
-    """The tests' tiny training config at 1 epoch and 1 replicate: every rule of the tiny config still runs (checked
-    against its dry run in `runs`), with the fewest jobs, since the node runs 2 jobs at a time and each pays
-    SLURM's and Snakemake's start-up (replicates only repeat the train (which predicts)/evaluate/bundle jobs)."""
+    """The tests' tiny training config at 1 epoch, 1 replicate and 1 explained model: every rule of the tiny config
+    still runs (checked against its dry run in `runs`), with the fewest jobs, since the node runs 2 jobs at a time
+    and each pays SLURM's and Snakemake's start-up (replicates only repeat the train (which predicts)/evaluate/bundle
+    jobs, further explained models the explaining ones)."""
     cfg = tiny_training_config(seed=7)
     cfg["train"]["epochs"] = 1
     cfg["train"]["replicates"] = 1
+    # one explained model: its four explaining jobs (two of them GPU jobs) are what the rules need; the GPU jobs
+    # that wait for the FDG model (its explanations, the ECD fine-tune, the FDG MMSE model) are still more than the
+    # node's GPUs, which test_gpu_jobs_and_only_they_get_the_gpu needs
+    cfg["explain"]["models"] = ["fdg/n8"]
     return cfg
 
 

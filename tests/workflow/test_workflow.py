@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli_helpers import run_importing
 from workflow_helpers import (
     ROOT,
     job_blocks,
     job_counts,
     snakemake,
+    snakemake_command,
     tiny_training_config,
     train_jobs,
     write_config,
@@ -353,7 +355,7 @@ def _layout_files(cfg: dict) -> set[str]:
     """Every file a run of `cfg` writes (logs and benchmarks aside), built from adtransfer.layout alone."""
     from adtransfer import layout
     from adtransfer.catalog import grid_from_spec, grid_spec
-    from adtransfer.inputs.synth import subject_ids
+    from adtransfer.configuration import subject_ids
 
     files = set()
     for cohort, spec in cfg["cohorts"].items():
@@ -403,6 +405,19 @@ def test_config_without_splits_runs_the_data_stages_only(tmp_path):
     counts = job_counts(proc.stdout)
     assert counts["cache"] == 2 and counts["preprocess"] > 0
     assert not train_jobs(proc.stdout) and "split" not in counts and "tables" not in counts
+
+
+def test_parsing_the_workflow_imports_no_heavy_library(tmp_path):
+    """Every Snakemake process parses the workflow, also the one inside each cluster job: the parse (and a dry run
+    of the demo) imports none of the libraries the steps use (scikit-learn alone cost ~1.2 s per process)."""
+    heavy = {"sklearn", "scipy", "nibabel", "h5py", "matplotlib", "tensorflow", "keras"}
+    ours = {"adtransfer.learning.splits", "adtransfer.inputs.synth", "adtransfer.inputs.cohort", "adtransfer.io"}
+    cmd = snakemake_command(tmp_path, ROOT / "config" / "config.yaml", "-n")
+    proc, names = run_importing(cmd[1:], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "synth_fdg" in proc.stdout  # it did parse the workflow and plan the run
+    assert "adtransfer.configuration" in names and "snakemake" in names
+    assert not {n for n in names if n.split(".")[0] in heavy} | (names & ours), sorted(names & ours)
 
 
 def test_a_local_run_is_not_paced_by_the_job_rate_limiter(tmp_path):

@@ -44,9 +44,15 @@ USER_ECD = {"modality": "ecd_spect", "table": "mydata/participants.tsv"}
 TWO_GPUS = ("--resources", "gpu=2")
 
 
+# Explained: the FDG model (its synthetic cohort has the ground truth the scores need) and an ECD model of the user
+# table; the ECD model without FDG stage is not (each explained model adds four jobs to this run and to its reruns).
+EXPLAINED = ["fdg/n8", "ecd/from_fdg_n8"]
+
+
 def _config(work: Path, **changes) -> Path:
     cfg = tiny_training_config()
     cfg["cohorts"]["ecd"] = dict(USER_ECD)
+    cfg["explain"]["models"] = EXPLAINED
     for key, value in changes.items():
         section, name = key.split("__")
         cfg[section][name] = value
@@ -80,10 +86,10 @@ def test_full_run_writes_every_result(full_run):
         "figures/sample_size.png",
         "figures/mmse_scatter.png",
         "figures/learning_curves.png",
-        "figures/tsne/ecd/scratch.png",
+        "figures/tsne/ecd/from_fdg_n8.png",
         "explain/fdg/n8/gradcam_AD.nii.gz",
         "explain/fdg/n8/occlusion_AD.nii.gz",
-        "explain/ecd/scratch/occlusion_regions.tsv",
+        "explain/ecd/from_fdg_n8/occlusion_regions.tsv",
         "figures/explain/ecd/from_fdg_n8.png",
         "explain/roi/ecd/nall/coefficients.nii.gz",
         "predictions/roi/mmse/fdg.tsv",
@@ -99,7 +105,11 @@ def test_full_run_writes_every_result(full_run):
         rep["settings"]["seed"]
         == json.loads((res / "models/ecd/scratch/metrics.json").read_text())["settings"]["seed"] + 1000
     )
-    assert (res / "metrics/ecd/from_fdg_n8_r1.json").exists() and not (res / "explain/ecd/scratch_r1").exists()
+    assert (res / "metrics/ecd/from_fdg_n8_r1.json").exists() and not (res / "explain/ecd/from_fdg_n8_r1").exists()
+    # exactly the models config explain.models names
+    assert sorted(str(p.relative_to(res / "explain")) for p in (res / "explain").glob("*/*/gradcam_summary.json")) == [
+        f"{m}/gradcam_summary.json" for m in sorted(EXPLAINED)
+    ]
     occlusion = json.loads((res / "explain/fdg/n8/occlusion_summary.json").read_text())
     assert occlusion["images"] > 0 and "ratio" in occlusion["ground_truth"]
     snakemake(work, full_run[1], "--report", "results/report.html", timeout=300)

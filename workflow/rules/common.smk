@@ -19,14 +19,13 @@ sys.path.insert(0, SRC)
 # (quadrupled braces: both the f-string and Snakemake format the prefix; the clone's path is quoted for the shell)
 shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
+# Only light modules at parse time: every Snakemake process parses this, also the one inside each cluster job, and
+# pandas, scikit-learn and nibabel would add ~2 s to each (a participants table brings pandas in, below).
 from adtransfer import layout, modalities
 from adtransfer import catalog
 from adtransfer.catalog import grid_from_spec, grid_spec, replicate_seed
-from adtransfer.inputs.cohort import read_participants
 from adtransfer.errors import InputError
-from adtransfer.learning.splits import mmse_min_for
-from adtransfer.inputs.synth import subject_ids
-from adtransfer.configuration import config_problems, merged_schedule_problems
+from adtransfer.configuration import config_problems, merged_schedule_problems, mmse_min_for, subject_ids
 from adtransfer.scheduling import keep_scheduler_idle
 
 
@@ -75,6 +74,8 @@ def _load_cohort(cohort):
         n = syn["n_ad"] + syn["n_nc"] + syn.get("n_mci", 0)
         ids = subject_ids(cohort, n)
         return {s: layout.synth_scan(cohort, s) for s in ids}
+    from adtransfer.inputs.cohort import read_participants
+
     try:
         df = read_participants(spec["table"])
     except InputError as exc:

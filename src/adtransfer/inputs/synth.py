@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import ndimage
 
 from adtransfer import modalities
+from adtransfer.configuration import subject_ids
 from adtransfer.imaging.templates import load_templates
 from adtransfer.io import atomic_output, save_nifti, write_text
 
@@ -135,11 +136,6 @@ class CohortSpec:
 
     def stream(self, *keys: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), *keys])
-
-
-def subject_ids(name: str, n: int) -> list[str]:
-    """Subject ids of a synthetic cohort: known from the config alone, so the DAG needs no checkpoint."""
-    return [f"{name}{i:04d}" for i in range(1, n + 1)]
 
 
 def draw_participants(spec: CohortSpec) -> pd.DataFrame:

@@ -113,15 +113,6 @@ def make_splits(
     return out
 
 
-def mmse_min_for(splits_config: dict, role: str) -> float:
-    """The MMSE floor of one cohort role ("fdg" or "ecd") from config `splits.mmse_min`: a number (every
-    cohort, the old form) or a mapping {fdg: 15, ecd: 0} (a role it does not name has no floor)."""
-    value = splits_config.get("mmse_min", 0)
-    if isinstance(value, dict):
-        return float(value.get(role, 0))
-    return float(value)
-
-
 def split_membership(splits: pd.DataFrame, set_column: str) -> pd.Series:
     """Per subject: "test", "train", "val" or "" (not used by a model trained on `set_column`).
 
