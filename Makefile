@@ -20,9 +20,10 @@ install: $(VENV)/.installed
 # two 1-thread training jobs side by side use 2 CPU cores better than one 2-thread job (config: train.threads 1).
 # --prioritize: the longest chain of dependent jobs first (FDG pre-training of the largest size -> FDG MMSE model ->
 # ECD MMSE model, each waiting for the one before), and the explanation table, i.e. the explained models (config
-# explain.models) with their Grad-CAM and occlusion jobs, with every job they need; otherwise they queued behind
-# independent jobs and the demo's last minutes ran on one core (measured: the explained ECD model trained last, then
-# its occlusion ran alone). (Snakemake also makes the files targets: here `all` needs them.)
+# explain.models) with their Grad-CAM and occlusion jobs (and the ROI baselines' maps, seconds each), with every job
+# they need; otherwise they queued behind independent jobs and the demo's last minutes ran on one core (measured:
+# the explained ECD model trained last, then its occlusion ran alone; 1243 s -> 1100 s). (Snakemake also makes the
+# files targets: here `all` needs them.)
 CHAIN := results/models/mmse/ecd_from_fdg/model.keras
 EXPLAINED := results/tables/explanations.tsv
 demo: install

@@ -1,4 +1,6 @@
-"""Checks of a schema-valid config that JSON Schema cannot express (relations between values). No TensorFlow."""
+"""What a config means beyond its schema: checks JSON Schema cannot express (relations between values), and values
+the workflow derives from the config when it parses. Light on purpose: no TensorFlow, pandas, scikit-learn or
+nibabel (every Snakemake process imports it)."""
 
 from __future__ import annotations
 

@@ -8,11 +8,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
 
 from adtransfer.errors import InputError
+
+if TYPE_CHECKING:  # nibabel is imported where a scan is read or written: the workflow's parse reads none
+    import nibabel as nib
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -27,6 +30,8 @@ def load_volume(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
     Returns an image with float32 data (scl_slope/scl_inter honoured) and the file's affine.
     Raises InputError naming the file (and `who`, e.g. "subject sub-01") for every defect.
     """
+    import nibabel as nib
+
     path = Path(path)
     where = f"{path}" + (f" ({who})" if who else "")
     if not path.exists():
@@ -122,6 +127,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> None:
+    import nibabel as nib
+
     with atomic_output(path) as tmp:
         nib.save(img, str(tmp))
 

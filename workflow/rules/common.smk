@@ -20,7 +20,7 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH={shlex.quote(SRC)}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 # Only light modules at parse time: every Snakemake process parses this, also the one inside each cluster job, and
-# pandas, scikit-learn and nibabel would add ~2 s to each (a participants table brings pandas in, below).
+# scikit-learn, scipy and nibabel would add ~1 CPU s to each (a participants table brings in its reader, below).
 from adtransfer import layout, modalities
 from adtransfer import catalog
 from adtransfer.catalog import grid_from_spec, grid_spec, replicate_seed
