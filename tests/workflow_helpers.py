@@ -72,6 +72,13 @@ def snakemake_command(workdir: Path, configfile: Path | None, *args: str, cores:
     return cmd + (["--configfile", str(configfile)] if configfile is not None else [])
 
 
+def demo_priorities() -> tuple[str, ...]:
+    """`make demo`'s --prioritize and its files (the Makefile's CHAIN and EXPLAINED): the longest chain of dependent
+    training jobs and the explained models first, so that a run does not end on one core."""
+    makefile = (ROOT / "Makefile").read_text()
+    return ("--prioritize", *(re.search(rf"^{name} := (\S+)$", makefile, re.M)[1] for name in ("CHAIN", "EXPLAINED")))
+
+
 def job_environment() -> dict[str, str]:
     """This interpreter's bin folder first on PATH: jobs run `python` from the test's environment."""
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

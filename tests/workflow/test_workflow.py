@@ -15,6 +15,7 @@ import yaml
 from cli_helpers import run_importing
 from workflow_helpers import (
     ROOT,
+    demo_priorities,
     job_blocks,
     job_counts,
     snakemake,
@@ -28,11 +29,8 @@ from workflow_helpers import (
 def test_default_config_dry_run(tmp_path):
     """The demo's dry run, with the Makefile's arguments."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    makefile = (ROOT / "Makefile").read_text()
-    chain = re.search(r"^CHAIN := (\S+)$", makefile, re.M)[1]
-    explained_table = re.search(r"^EXPLAINED := (\S+)$", makefile, re.M)[1]
-    assert "all --resources gpu=2 --prioritize $(CHAIN) $(EXPLAINED)" in makefile
-    proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n", "all", "--prioritize", chain, explained_table)
+    assert "all --resources gpu=2 --prioritize $(CHAIN) $(EXPLAINED)" in (ROOT / "Makefile").read_text()
+    proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n", "all", *demo_priorities())
     counts = job_counts(proc.stdout)
     # first: the longest chain of dependent jobs (its data, FDG pre-training of the largest size, the FDG MMSE
     # model fine-tuned from it and the ECD MMSE model fine-tuned from that) and the explained models with their

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from workflow_helpers import (
+    demo_priorities,
     job_counts,
     job_environment,
     scheduled_subjects,
@@ -69,7 +70,7 @@ def full_run(tmp_path_factory):
         progress=False,
     )
     cfg = _config(work)
-    snakemake(work, cfg, *TWO_GPUS, timeout=2400)
+    snakemake(work, cfg, "all", *TWO_GPUS, *demo_priorities(), timeout=2400)
     return work, cfg
 
 
