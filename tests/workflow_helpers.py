@@ -76,7 +76,12 @@ def demo_priorities() -> tuple[str, ...]:
     """`make demo`'s --prioritize and its files (the Makefile's CHAIN and EXPLAINED): the longest chain of dependent
     training jobs and the explained models first, so that a run does not end on one core."""
     makefile = (ROOT / "Makefile").read_text()
-    return ("--prioritize", *(re.search(rf"^{name} := (\S+)$", makefile, re.M)[1] for name in ("CHAIN", "EXPLAINED")))
+    files = []
+    for name in ("CHAIN", "EXPLAINED"):
+        line = re.search(rf"^{name} := (\S+)$", makefile, re.M)
+        assert line, f"Makefile: no '{name} := <file>' line"
+        files.append(line[1])
+    return ("--prioritize", *files)
 
 
 def job_environment() -> dict[str, str]:

@@ -105,6 +105,22 @@ def test_mmse_model_starts_from_the_classifiers_backbone(tmp_path, backbone):
     assert "head_softmax" not in [layer.name for layer in mmse.layers]
 
 
+@pytest.mark.parametrize("task", ["classify", "mmse"])
+def test_training_state_is_built_before_fit_on_inception(backbone, task, caplog):
+    """The pre-fit build (Keras' private API) works on the trained architecture itself (Inception v3 with the
+    paper's augmentation layers, as config/paper.yaml trains it): otherwise it only logs a warning, and every job
+    would trace its training step twice again. The trace count is checked on a small model below."""
+    import tensorflow as tf
+
+    net = models.compile_model(models.add_head(backbone, task, 16), task, 1e-3)
+    y = tf.TensorSpec((None,), tf.int64 if task == "classify" else tf.float32)
+    with caplog.at_level("WARNING", logger="adtransfer"):
+        models.build_training_state(net, (tf.TensorSpec((None, 76, 76, 1), tf.float32), y))
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    assert net.optimizer.built and len(net.optimizer.variables) > len(net.trainable_variables)
+    assert any(m.variables for m in net.metrics)  # the compiled metrics' variables too
+
+
 @pytest.fixture(scope="module")
 def small_backbone():
     """A one-convolution stand-in for Inception v3 with its input and pooled-feature layer: what the training state

@@ -150,5 +150,7 @@ def build_training_state(model: keras.Model, data_spec) -> None:
         return
     try:
         build(data_batch=data_spec)
-    except (TypeError, ValueError) as exc:  # a Keras whose private build takes other arguments: fit builds instead
+    # a Keras whose private build takes other arguments or fails otherwise (it wraps most errors in RuntimeError):
+    # fit builds the state instead
+    except (TypeError, ValueError, RuntimeError) as exc:
         log.warning("building the training state before fit failed (%s); Keras builds it while tracing", exc)
