@@ -75,12 +75,17 @@ def test_default_config_dry_run(tmp_path):
         assert f"results/models/ecd/from_fdg_n{cfg['splits']['pretrain_sizes'][-1]}_r{r}/model.keras" in proc.stdout
 
 
-def test_paper_config_dry_run(tmp_path):
-    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n")
-    counts = job_counts(proc.stdout)
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory) -> str:
+    """The paper config's dry run (its whole grid, 4,000+ jobs), shared by the tests that read it."""
+    return snakemake(tmp_path_factory.mktemp("paper"), ROOT / "config" / "paper.yaml", "-n").stdout
+
+
+def test_paper_config_dry_run(paper_dry_run):
+    counts = job_counts(paper_dry_run)
     assert counts["preprocess"] == 629 + 638 + 654 + 113 + 134
     # the paper's grid: 5 FDG pre-trainings (100..1000), 5 ECD fine-tunes, the scratch baseline, MMSE FDG -> ECD
-    assert sorted(train_jobs(proc.stdout)) == sorted(
+    assert sorted(train_jobs(paper_dry_run)) == sorted(
         [f"fdg/n{s}" for s in (100, 200, 400, 800, 1000)]
         + [f"ecd/from_fdg_n{s}" for s in (100, 200, 400, 800, 1000)]
         + ["ecd/scratch", "mmse/fdg", "mmse/ecd_from_fdg"]
@@ -143,30 +148,20 @@ def test_paper_config_over_the_default_keeps_the_papers_schedule_and_explains_ev
     the demo's ECD-stage and MMSE schedules and its explain.models must not leak into the paper's run."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
-    targets = [f"results/models/{m}/metrics.json" for m in ("ecd/scratch", "mmse/fdg")]
-    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n", "-p", *targets)
+    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n", "-p")
     jobs = train_jobs(proc.stdout)
-    for name in ("ecd/scratch", "mmse/fdg"):
+    for name in ("ecd/scratch", "mmse/fdg", "ecd/from_fdg_n1000", "mmse/ecd_from_fdg"):
         s = json.loads(re.search(r"--settings '(\{.*?\})'", jobs[name]).group(1))
         assert (s["epochs"], s["patience"], s["early_stopping_start"]) == (200, 20, 0), name
-    proc = snakemake(tmp_path, ROOT / "config" / "paper.yaml", "-n")
     assert job_counts(proc.stdout)["gradcam"] == 11
 
 
-def test_training_jobs_are_gpu_tagged(tmp_path):
+def test_training_jobs_are_gpu_tagged(paper_dry_run):
     """Every training job asks for one GPU, so `--resources gpu=N` caps how many train at once."""
-    proc = snakemake(
-        tmp_path,
-        ROOT / "config" / "paper.yaml",
-        "results/models/ecd/from_fdg_n100/metrics.json",  # before --resources, which takes several values
-        "-n",
-        "--resources",
-        "gpu=1",
-    )
-    train_blocks = train_jobs(proc.stdout)
-    assert sorted(train_blocks) == ["ecd/from_fdg_n100", "fdg/n100"]
+    train_blocks = train_jobs(paper_dry_run)
+    assert len(train_blocks) == 13
     for block in train_blocks.values():
-        assert re.search(r"resources: .*gpu=1", block), block
+        assert re.search(r"resources: .*\bgpu=1\b", block), block
 
 
 def test_replicate_jobs_are_gpu_tagged_and_seeded_apart(tmp_path):
