@@ -71,8 +71,7 @@ def merged_schedule_problems(default: dict, overrides: dict[str, dict], default_
     return problems
 
 
-# --- values the workflow derives from the config when it parses (light: every Snakemake process, also each job's
-# own on a cluster, imports this module; no pandas, scikit-learn or nibabel) ---------------------------------
+# --- values the workflow derives from the config when it parses -------------------------------------------------
 
 
 def subject_ids(name: str, n: int) -> list[str]:

@@ -72,9 +72,10 @@ def full_run(tmp_path_factory):
     cfg = _config(work)
     # make demo's priorities (the run ends sooner); Snakemake makes the prioritized files targets too: they must be
     # files `all` builds anyway, or this run would build more than a user's
-    planned = [job_counts(snakemake(work, cfg, "-n", "all", *extra).stdout) for extra in ((), demo_priorities())]
+    priorities = demo_priorities()
+    planned = [job_counts(snakemake(work, cfg, "-n", "all", *extra).stdout) for extra in ((), priorities)]
     assert planned[0] == planned[1], planned
-    snakemake(work, cfg, "all", *TWO_GPUS, *demo_priorities(), timeout=2400)
+    snakemake(work, cfg, "all", *TWO_GPUS, *priorities, timeout=2400)
     return work, cfg
 
 
