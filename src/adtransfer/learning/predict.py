@@ -3,8 +3,8 @@
 Every subject is predicted (train, validation, test, and subjects the model never used such as MCI), so
 the same table serves the test metrics, the validation threshold, MMSE train/test R^2 and the t-SNE plots.
 Each mosaic is predicted alone; the ensemble is their mean, as in the paper. The workflow's training job calls
-`predict_cohort` on the model it has just saved (learning.train.train_model, predictions_out); `adtransfer
-predict-cohort` runs it on any saved model.
+`predict_cohort` with the network it has just trained and saved (learning.train.train_model, predictions_out);
+`adtransfer predict-cohort` runs it on any saved model.
 """
 
 from __future__ import annotations
@@ -76,20 +76,33 @@ class TrainedModel:
         return per_cache_row(member, cache_ids, self.cache, f"subjects of {self.splits}")
 
 
+def feature_probe(net):
+    """The network with a second output, its FC-layer features: one pass gives both the prediction and the features."""
+    import keras
+
+    from adtransfer.learning.model import FC_FEATURES_LAYER
+
+    return keras.Model(net.input, [net.output, net.get_layer(FC_FEATURES_LAYER).output])
+
+
 def predict_cohort(
     trained: TrainedModel,
     out_tsv: str | os.PathLike,
     out_features: str | os.PathLike,
     threads: int = 2,
     chunk_subjects: int = 64,
+    probe=None,
 ) -> pd.DataFrame:
-    import keras
-
+    """Write the prediction table and the FC features of every subject of the cache. `probe`: the `feature_probe`
+    of the network just trained and saved as trained.model (the training job, which so neither loads the model back
+    nor traces prediction again); without it the saved model is loaded."""
     from adtransfer.learning.model import FC_FEATURES_LAYER
 
-    net, settings = trained.load(threads)
-    # one pass gives both the prediction and the FC features
-    probe = keras.Model(net.input, [net.output, net.get_layer(FC_FEATURES_LAYER).output])
+    if probe is None:
+        net, settings = trained.load(threads)
+        probe = feature_probe(net)
+    else:
+        settings = model_settings(trained.metrics)
 
     with h5py.File(trained.cache, "r") as h5:
         ids = h5["subject_id"].asstr()[()]
