@@ -34,10 +34,18 @@ def predictions_of(out: Path) -> tuple[Path, Path]:
 
 
 def train_cmd(
-    tiny_cache, out: Path, column="n12", settings=None, splits=None, pretrained=None, predictions=False
+    tiny_cache,
+    out: Path,
+    column="n12",
+    settings=None,
+    splits=None,
+    pretrained=None,
+    predictions=False,
+    backup_every: float | None = None,
 ) -> list[str]:
     """The command training into folder `out` as the workflow lays a model out: model.keras, history.tsv,
-    metrics.json, and the resume state in work/; with `predictions`, the files of `predictions_of(out)` too."""
+    metrics.json, and the resume state in work/; with `predictions`, the files of `predictions_of(out)` too;
+    `backup_every`: seconds between the resume backup's commits (None: the command's default)."""
     cmd = [
         sys.executable,
         "-m",
@@ -65,6 +73,8 @@ def train_cmd(
     if predictions:
         table, features = predictions_of(out)
         cmd += ["--predictions-out", str(table), "--features-out", str(features)]
+    if backup_every is not None:
+        cmd += ["--backup-every", str(backup_every)]
     return cmd + (["--pretrained", str(pretrained)] if pretrained else [])
 
 

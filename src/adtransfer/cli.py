@@ -504,6 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", help="fine-tune from this model (.keras; new head)")
     p.add_argument("--predictions-out", help="also write predict-cohort's prediction table (TSV) of the trained model")
     p.add_argument("--features-out", help="and its FC-layer features (HDF5); with --predictions-out")
+    p.add_argument(
+        "--backup-every",
+        type=float,
+        default=60.0,  # learning.train.BACKUP_EVERY_S
+        metavar="SECONDS",
+        help="commit the resume backup after an epoch at most this often, and after the last (0: every epoch)",
+    )
     p.add_argument("--threads", type=int, default=2)
 
     def grid_args(p: argparse.ArgumentParser, figure: bool = False, grid_required: bool = True) -> None:

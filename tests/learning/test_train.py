@@ -124,6 +124,11 @@ def test_training_writes_the_predictions_of_predict_cohort(task, tiny_classifier
 RESUME = {**SETTINGS, "epochs": 8, "patience": 2, "early_stopping_start": 0}
 
 
+def resume_cmd(tiny_cache, out: Path, **kwargs) -> list[str]:
+    """A RESUME job whose backup commits after every epoch (the kills below wait for given commits)."""
+    return train_cmd(tiny_cache, out, settings=RESUME, backup_every=0, **kwargs)
+
+
 def _weights(path: Path) -> list:
     import keras
 
@@ -153,7 +158,7 @@ def _committed(meta: Path) -> int:
 def straight(tiny_cache, tmp_path_factory) -> dict:
     """The uninterrupted RESUME run that every kill test must reproduce, and the test's premise checked on it."""
     out = tmp_path_factory.mktemp("straight") / "straight"
-    done = subprocess.run(train_cmd(tiny_cache, out, settings=RESUME), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(resume_cmd(tiny_cache, out), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     expected = pd.read_csv(out / "history.tsv", sep="\t")
     best, stopped = int(expected["val_loss"].idxmin()), len(expected) - 1
@@ -181,7 +186,7 @@ def killed(tiny_cache, straight, tmp_path_factory) -> dict:
     before rerunning the job."""
     root = tmp_path_factory.mktemp("killed")
     out = root / "resume"
-    cmd = train_cmd(tiny_cache, out, settings=RESUME)
+    cmd = resume_cmd(tiny_cache, out)
     backup = out / "work" / "backup"
     meta, prev_meta = backup / "training_metadata.json", backup / "training_metadata.json.bkp"
     history = out / "work" / "history.tsv"
@@ -240,7 +245,7 @@ def test_kill_while_predicting_resumes_without_training(tiny_cache, straight, tm
     outputs it left): the backup outlived fit, so the job trains no epoch again and gives the uninterrupted run's
     history, metrics (timings apart) and weights, and its predictions."""
     out = tmp_path / "resume"
-    cmd = train_cmd(tiny_cache, out, settings=RESUME, predictions=True)
+    cmd = resume_cmd(tiny_cache, out, predictions=True)
     table, features = predictions_of(out)
     _kill_when(cmd, lambda: (out / "metrics.json").exists())
     assert not table.exists() and not features.exists()  # killed before the predictions were written
@@ -464,6 +469,92 @@ def test_keras_resumes_exactly_from_a_settled_backup(tmp_path, damage):
     assert settle_backup(backup) == 2
     for a, b in zip(fit(backup), expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("every, resumed_at", [(0, 5), (3, 3)])
+def test_periodic_backup_resumes_exactly(tmp_path, every, resumed_at):
+    """The training job's resumable callbacks (resumable_callbacks) on a tiny dense model, its backup committing
+    after every epoch (0) or when 3 s have passed (a clock ticking one second per epoch: epochs 3, 6 and the last),
+    killed when epoch index 5 begins: the rerun resumes from the last commit (not from epoch 0) and gives the
+    uninterrupted run's history and final weights."""
+    import keras
+
+    from adtransfer.learning.train import read_history, resumable_callbacks
+
+    x = np.linspace(-1, 1, 64, dtype="float32").reshape(32, 2)
+    y = x @ np.array([[1.0], [-2.0]], dtype="float32") + 0.5
+
+    def fit(work: Path, kill_at: int | None = None):
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+        net.compile(keras.optimizers.Adam(0.05), "mse")
+        now, began = [0.0], []
+
+        class Clock(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == kill_at:
+                    raise KeyboardInterrupt
+                began.append(epoch)
+
+            def on_epoch_end(self, epoch, logs=None):
+                now[0] += 1.0
+
+        work.mkdir(exist_ok=True)
+        resume, _, _ = resumable_callbacks(
+            net, work, patience=100, early_stopping_start=0, backup_every=every, clock=lambda: now[0]
+        )
+        net.fit(
+            x,
+            y,
+            validation_data=(x[::3], y[::3]),
+            epochs=8,
+            batch_size=8,
+            shuffle=False,
+            verbose=0,
+            callbacks=[Clock(), *resume],
+        )
+        return net.get_weights(), began, read_history(work / "history.tsv")
+
+    expected, _, history = fit(tmp_path / "straight")
+    work = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        fit(work, kill_at=5)
+    assert json.loads((work / "backup" / "training_metadata.json").read_text())["epoch"] == resumed_at
+    weights, began, resumed_history = fit(work)
+    assert began[0] == resumed_at and began[-1] == 7
+    assert resumed_history == history
+    for a, b in zip(weights, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_best_weights_of_the_committed_epochs_are_kept(tmp_path):
+    """Early stopping's best-weights files: the best of the committed epochs stays (a resume replays the history up
+    to the commit and reads that file back), with every later one; older ones go."""
+    import keras
+
+    from adtransfer.learning.train import Commits, resumable_early_stopping
+
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    folder = tmp_path / "early_stopping"
+    folder.mkdir()
+    commits = Commits(0)
+    stopping = resumable_early_stopping(
+        tmp_path / "history.tsv", folder, commits, monitor="val_loss", patience=100, restore_best_weights=True
+    )
+    stopping.set_model(net)
+    stopping.replay()
+
+    def kept():
+        return sorted(int(p.stem.split("_")[1]) for p in folder.iterdir())
+
+    # val_loss by epoch: new bests at epochs 0, 1, 3, 4; BackupAndRestore committed 2 epochs before epoch 2 ended
+    for epoch, (loss, committed) in enumerate([(5, 0), (3, 1), (4, 2), (2, 2), (1, 2)]):
+        commits.epochs = committed
+        stopping.on_epoch_end(epoch, {"val_loss": loss})
+    assert kept() == [1, 3, 4]  # the best of epochs 0-1 (1), and the later bests a kill now would need
+    commits.epochs = 5
+    stopping.on_epoch_end(5, {"val_loss": 6})
+    assert kept() == [4]
 
 
 def test_work_folder_of_another_job_is_started_over(tmp_path):

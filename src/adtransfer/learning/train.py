@@ -80,6 +80,9 @@ def configure_tensorflow(seed: int, threads: int) -> None:
 
 # --- exact resume --------------------------------------------------------------------------------------
 # A killed job rerun resumes from the last epoch Keras' BackupAndRestore committed (weights, optimizer, epoch).
+# It commits at most every `backup_every` seconds (and always the last epoch): the backup holds the weights and
+# the optimizer state (~270 MB at the demo's size, ~1.5 s a commit, a quarter of a demo fine-tune's epoch), and a
+# killed job redoes at most that much training. The files below are kept from the last committed epoch on.
 # That committed epoch count is the single source of truth: prepare_resume settles it (settle_backup) and cuts
 # every other work file back to it. The rest of the training state is rebuilt from files written at each epoch's
 # end *before* that commit (BackupAndRestore is the last callback, so a kill between them only makes the job redo
@@ -100,6 +103,15 @@ def configure_tensorflow(seed: int, threads: int) -> None:
 
 BACKUP_WEIGHTS = "latest.weights.h5"
 BACKUP_METADATA = "training_metadata.json"
+BACKUP_EVERY_S = 60.0  # default of `adtransfer train --backup-every`
+
+
+@dataclass
+class Commits:
+    """The epoch count BackupAndRestore last committed in this run: the callbacks that write per-epoch work files
+    keep those a resume from that commit (or from the one before it, see settle_backup) needs."""
+
+    epochs: int = 0
 
 
 def _epoch_of(meta: Path) -> int | None:
@@ -247,9 +259,10 @@ def _load_npz(path: Path) -> list[np.ndarray]:
         return [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
 
-def seed_state_backup(folder: str | os.PathLike):
+def seed_state_backup(folder: str | os.PathLike, commits: Commits):
     """A Keras callback keeping the layers' random-number states (dropout, augmentation), which BackupAndRestore
-    does not save: one file per epoch boundary, restored when the first (resumed) epoch begins."""
+    does not save: one file per epoch boundary (from the last committed one on), restored when the first (resumed)
+    epoch begins."""
     import keras
 
     folder = Path(folder)
@@ -271,16 +284,16 @@ def seed_state_backup(folder: str | os.PathLike):
         def on_epoch_end(self, epoch, logs=None):
             _save_npz(folder / f"states_{epoch + 1:04d}.npz", self._states())
             for old, path in _epoch_files(folder).items():
-                if old < epoch:  # the state at `epoch` stays until BackupAndRestore has committed epoch + 1
+                if old < commits.epochs:  # the committed epoch's state stays until a later commit
                     path.unlink()
 
     return SeedStateBackup()
 
 
-def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLike, **kwargs):
+def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLike, commits: Commits, **kwargs):
     """Keras' EarlyStopping whose state survives a kill: on train begin, Keras' own logic is replayed over the
     committed history (best, wait, best_epoch, stopped_epoch), and the best weights are read back from the file
-    written when that epoch was the best."""
+    written when that epoch was the best (kept while it is the best of the committed epochs)."""
     import keras
 
     history, folder = Path(history), Path(folder)
@@ -292,6 +305,7 @@ def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLi
         def replay(self) -> None:
             """Rebuild the state an uninterrupted run holds after the epochs in the history file."""
             super().on_train_begin()
+            self.best_after = {}  # epoch -> the best epoch once it had run
             restore, self.restore_best_weights = self.restore_best_weights, False
             stop = bool(getattr(self.model, "stop_training", False))
             try:
@@ -299,6 +313,7 @@ def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLi
                     value = row.get(self.monitor, "")
                     logs = {self.monitor: float(value)} if value not in ("", "NA") else {}
                     super().on_epoch_end(int(row["epoch"]), logs)
+                    self.best_after[int(row["epoch"])] = self.best_epoch
             finally:
                 self.restore_best_weights = restore
                 self.model.stop_training = stop
@@ -310,14 +325,68 @@ def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLi
 
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)
+            self.best_after[epoch] = self.best_epoch
             if self.restore_best_weights and self.best_weights is not None and self.best_epoch == epoch:
                 _save_npz(folder / f"best_{epoch:04d}.npz", self.best_weights)
-                # the previous best stays until BackupAndRestore has committed this epoch
-                files = _epoch_files(folder)
-                for old in sorted(files)[:-2]:
-                    files[old].unlink()
+            committed_best = self.best_after.get(commits.epochs - 1)
+            if committed_best is not None:  # the best of the committed epochs stays until a later commit
+                for old, path in _epoch_files(folder).items():
+                    if old < committed_best:
+                        path.unlink()
 
     return ResumableEarlyStopping(**kwargs)
+
+
+def periodic_backup(backup_dir: str | os.PathLike, commits: Commits, every_seconds: float, clock=time.monotonic):
+    """Keras' BackupAndRestore (double checkpoint, kept after fit: a job killed while it writes its outputs or
+    predicts resumes with no epoch left to train) committing an epoch when `every_seconds` have passed since the
+    run began or last committed, and always the last epoch (the epochs asked for, or early stopping's)."""
+    import keras
+
+    class PeriodicBackupAndRestore(keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.last_commit = clock()
+
+        def on_epoch_end(self, epoch, logs=None):
+            last = epoch + 1 >= self.params["epochs"] or self.model.stop_training
+            if last or clock() - self.last_commit >= every_seconds:
+                super().on_epoch_end(epoch, logs)
+                self.last_commit = clock()
+                commits.epochs = epoch + 1
+
+    return PeriodicBackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+
+
+def resumable_callbacks(
+    net, work: Path, *, patience: int, early_stopping_start: int, backup_every: float, clock=time.monotonic
+):
+    """Settle the work folder (prepare_resume) and return the callbacks of an exactly resumable fit of `net`, in
+    their order (seed states, early stopping on val_loss restoring the best weights, the history, the backup last:
+    it commits an epoch after the others have written that epoch's state), the early stopping callback (its state
+    replayed: a job killed after early stopping had decided trains no further epoch) and the committed epochs."""
+    import keras
+
+    done = prepare_resume(work)
+    commits = Commits(done)
+    stopping = resumable_early_stopping(
+        work / "history.tsv",
+        work / "early_stopping",
+        commits,
+        monitor="val_loss",
+        patience=patience,
+        restore_best_weights=True,
+        start_from_epoch=early_stopping_start,
+    )
+    stopping.set_model(net)
+    stopping.replay()
+    callbacks = [
+        seed_state_backup(work / "seed_states", commits),
+        stopping,
+        keras.callbacks.CSVLogger(str(work / "history.tsv"), separator="\t", append=True),
+        periodic_backup(work / "backup", commits, backup_every, clock),
+    ]
+    return callbacks, stopping, done
 
 
 WORK_MARK = ".adtransfer-train-work"  # marks a folder train_model made (and may therefore delete)
@@ -381,6 +450,7 @@ def train_model(
     pretrained: str | None = None,
     predictions_out: str | os.PathLike | None = None,
     features_out: str | os.PathLike | None = None,
+    backup_every: float = BACKUP_EVERY_S,
 ) -> dict:
     """Train on rows `set_column == "train"`, validate on `== "val"`; write the model (.keras), the history (TSV)
     and the metrics (JSON) to the given files and return the metrics.
@@ -389,7 +459,8 @@ def train_model(
     for the saved model (every subject of the cache: learning.predict.predict_cohort with the network still in
     memory), so the workflow pays TensorFlow's start-up and the cache read once per CNN instead of twice.
 
-    work_dir keeps the resume state across a killed run (see prepare_resume); it is removed after success."""
+    work_dir keeps the resume state across a killed run (see prepare_resume), committed at most every
+    `backup_every` seconds (0: after every epoch); it is removed after success."""
     import h5py
 
     from adtransfer.learning.data import EpochCounter, make_dataset, select
@@ -421,7 +492,6 @@ def train_model(
         raise InputError(f"{splits_path}: split {set_column} training set has a single class")
 
     configure_tensorflow(settings.seed, settings.threads)
-    import keras
 
     from adtransfer.learning import model as models
 
@@ -449,28 +519,16 @@ def train_model(
     val_ds = make_dataset(val, settings.intensity_range, settings.batch_size, False, settings.seed, max_bytes)
     models.build_training_state(net, train_ds.element_spec)
     # work files: kept across a killed run, removed after success
-    done = prepare_resume(work)
-    stopping = resumable_early_stopping(
-        work / "history.tsv",
-        work / "early_stopping",
-        monitor="val_loss",
+    resume, stopping, done = resumable_callbacks(
+        net,
+        work,
         patience=settings.patience,
-        restore_best_weights=True,
-        start_from_epoch=settings.early_stopping_start,
+        early_stopping_start=settings.early_stopping_start,
+        backup_every=backup_every,
     )
-    stopping.set_model(net)
-    stopping.replay()  # killed after early stopping had decided: train no further epoch
     epochs = done if stopping.stopped_epoch else settings.epochs
-    callbacks = [
-        epoch.callback(),  # before the others: the epoch's shuffle order is set when it begins
-        seed_state_backup(work / "seed_states"),
-        stopping,
-        keras.callbacks.CSVLogger(str(work / "history.tsv"), separator="\t", append=True),
-        # last: it commits an epoch after everything above has written that epoch's state
-        # kept at the end of fit (removed with the work folder after the outputs): a job killed while it writes
-        # its outputs or predicts resumes with no epoch left to train, not from epoch 0
-        keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True, delete_checkpoint=False),
-    ]
+    # the epoch counter first: the epoch's shuffle order is set when it begins
+    callbacks = [epoch.callback(), *resume]
     log.info(
         "training %s on %d subjects (%d mosaics), validating on %d subjects; %s",
         model_out,
