@@ -34,11 +34,17 @@ demo: install
 	@echo
 	@echo "Report: $(abspath results/report.html)"
 
+# the tests in TEST_WORKERS processes (pytest-xdist), each test file in one of them (--dist loadfile): a file's
+# module fixtures (the shared workflow runs, the SLURM cluster) are built once. Much of a slow test is waiting
+# (process start-up, Snakemake's scheduling, single-threaded jobs), so two workers on 2 cores shorten the suite.
+TEST_WORKERS ?= 2
+PYTEST := python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: install
-	python -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install
 	ruff check src tests bench resources
