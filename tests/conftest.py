@@ -74,7 +74,8 @@ def tiny_classifier(tiny_cache, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_mmse(tiny_cache, tiny_classifier, tmp_path_factory) -> Path:
-    """An MMSE regressor fine-tuned for one epoch from tiny_classifier on the mmse_set split, once per session,
+    """An MMSE regressor fine-tuned for one epoch from tiny_classifier on the mmse_set split, once per session
+    (per pytest-xdist worker),
     with the cohort's predictions and features its training job wrote (train_helpers.predictions_of)."""
     from train_helpers import train
 

@@ -43,6 +43,23 @@ def _triple(kind: type) -> Callable[[str], tuple]:
     return parse
 
 
+# `adtransfer train --backup-every`'s default: set it where jobs are killed more often than a minute (preemptible
+# cluster partitions) without touching the workflow's rules or config (a change of either would retrain the models)
+BACKUP_EVERY_ENV = "ADTRANSFER_BACKUP_EVERY"
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds >= 0 and seconds != float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds >= 0, got '{value}' (the default comes from ${BACKUP_EVERY_ENV})"
+        )
+    return seconds
+
+
 # --- subcommands ---------------------------------------------------------------------------------------
 
 
@@ -506,10 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features-out", help="and its FC-layer features (HDF5); with --predictions-out")
     p.add_argument(
         "--backup-every",
-        type=float,
-        default=60.0,  # learning.train.BACKUP_EVERY_S
+        type=_seconds,
+        default=os.environ.get(BACKUP_EVERY_ENV, "60"),  # 60: learning.train.BACKUP_EVERY_S
         metavar="SECONDS",
-        help="commit the resume backup after an epoch at most this often, and after the last (0: every epoch)",
+        help="commit the resume backup after an epoch when this long has passed since the last commit, and after "
+        f"the last epoch (0: every epoch; default ${BACKUP_EVERY_ENV} or 60)",
     )
     p.add_argument("--threads", type=int, default=2)
 

@@ -241,16 +241,18 @@ def test_killed_run_resumes_exactly(killed, straight):
 
 @pytest.mark.slow
 def test_kill_while_predicting_resumes_without_training(tiny_cache, straight, tmp_path):
-    """A job killed after training, while it writes the cohort's predictions, rerun (Snakemake first removes the
-    outputs it left): the backup outlived fit, so the job trains no epoch again and gives the uninterrupted run's
-    history, metrics (timings apart) and weights, and its predictions."""
+    """A job killed after training, while it writes its outputs and the cohort's predictions, rerun (Snakemake first
+    removes the outputs it left): the backup outlived fit, so the job trains no epoch again and gives the
+    uninterrupted run's history, metrics (timings apart) and weights, and its predictions. With the default backup
+    schedule (a commit a minute, and of the last epoch): the commit of early stopping's last epoch is what lets the
+    rerun train nothing."""
     out = tmp_path / "resume"
-    cmd = resume_cmd(tiny_cache, out, predictions=True)
+    cmd = train_cmd(tiny_cache, out, settings=RESUME, predictions=True)
     table, features = predictions_of(out)
-    _kill_when(cmd, lambda: (out / "metrics.json").exists())
+    _kill_when(cmd, lambda: (out / "model.keras").exists())
     assert not table.exists() and not features.exists()  # killed before the predictions were written
     for name in ("model.keras", "history.tsv", "metrics.json"):
-        (out / name).unlink()
+        (out / name).unlink(missing_ok=True)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert not re.findall(r"Epoch \d+/8", done.stdout + done.stderr), "trained again"
@@ -522,9 +524,33 @@ def test_periodic_backup_resumes_exactly(tmp_path, every, resumed_at):
     assert json.loads((work / "backup" / "training_metadata.json").read_text())["epoch"] == resumed_at
     weights, began, resumed_history = fit(work)
     assert began[0] == resumed_at and began[-1] == 7
+    assert json.loads((work / "backup" / "training_metadata.json").read_text())["epoch"] == 8  # the last, always
     assert resumed_history == history
     for a, b in zip(weights, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_early_stopping_commits_its_last_epoch(tmp_path):
+    """The backup commits the epoch where early stopping stops, however long before the next periodic commit: a job
+    killed afterwards (writing its outputs, predicting) resumes with no epoch left to train."""
+    import keras
+
+    from adtransfer.learning.train import resumable_callbacks
+
+    x = np.linspace(-1, 1, 64, dtype="float32").reshape(32, 2)
+    y = x @ np.array([[1.0], [-2.0]], dtype="float32") + 0.5
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    net.compile(keras.optimizers.Adam(0.05), "mse")
+    work = tmp_path / "work"
+    work.mkdir()
+    resume, stopping, _ = resumable_callbacks(net, work, patience=1, early_stopping_start=0, backup_every=1e9)
+    # validation targets of the opposite sign: the validation loss rises as the fit improves
+    net.fit(x, y, validation_data=(x, -y), epochs=8, batch_size=8, shuffle=False, verbose=0, callbacks=resume)
+    assert 0 < stopping.stopped_epoch < 7
+    committed = json.loads((work / "backup" / "training_metadata.json").read_text())["epoch"]
+    assert committed == stopping.stopped_epoch + 1
+    assert not (work / "backup" / "training_metadata.json.bkp").exists()  # no periodic commit before it
 
 
 def test_best_weights_of_the_committed_epochs_are_kept(tmp_path):
@@ -551,7 +577,7 @@ def test_best_weights_of_the_committed_epochs_are_kept(tmp_path):
     for epoch, (loss, committed) in enumerate([(5, 0), (3, 1), (4, 2), (2, 2), (1, 2)]):
         commits.epochs = committed
         stopping.on_epoch_end(epoch, {"val_loss": loss})
-    assert kept() == [1, 3, 4]  # the best of epochs 0-1 (1), and the later bests a kill now would need
+    assert kept() == [1, 4]  # the best of the committed epochs 0-1, and the current best (epoch 3's is superseded)
     commits.epochs = 5
     stopping.on_epoch_end(5, {"val_loss": 6})
     assert kept() == [4]
@@ -569,6 +595,23 @@ def test_work_folder_of_another_job_is_started_over(tmp_path):
     assert (work / "history.tsv").exists()
     claim_work_dir(work, out, "job B")  # another job: nothing of A's state survives
     assert sorted(p.name for p in work.iterdir()) == [WORK_MARK] and (work / WORK_MARK).read_text() == "job B"
+
+
+def test_work_folder_removal_interrupted_by_a_kill_is_finished(tmp_path):
+    """The work folder is renamed before it is removed: a kill during the removal leaves `.work.discarded` (a folder
+    without its mark, which the next run would refuse as `work`), which the next claim removes."""
+    from adtransfer.learning.train import WORK_MARK, claim_work_dir, discard_folder
+
+    work, out = tmp_path / "work", [tmp_path / "model.keras"]
+    claim_work_dir(work, out, "job A")
+    (work / "history.tsv").write_text("epoch\n0\n")
+    discard_folder(work)
+    assert not work.exists() and not (tmp_path / ".work.discarded").exists()
+    left = tmp_path / ".work.discarded"  # as a kill during its removal leaves it: the mark gone, a file left
+    left.mkdir()
+    (left / "history.tsv").write_text("epoch\n0\n")
+    claim_work_dir(work, out, "job A")
+    assert not left.exists() and sorted(p.name for p in work.iterdir()) == [WORK_MARK]
 
 
 def test_job_fingerprint_follows_settings_splits_and_parent(tmp_path):

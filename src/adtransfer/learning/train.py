@@ -82,13 +82,14 @@ def configure_tensorflow(seed: int, threads: int) -> None:
 # A killed job rerun resumes from the last epoch Keras' BackupAndRestore committed (weights, optimizer, epoch).
 # It commits at most every `backup_every` seconds (and always the last epoch): the backup holds the weights and
 # the optimizer state (~270 MB at the demo's size, ~1.5 s a commit, a quarter of a demo fine-tune's epoch), and a
-# killed job redoes at most that much training. The files below are kept from the last committed epoch on.
+# killed job redoes at most that much training (plus the epoch that crossed it and the one under way). The files
+# below are kept for the last committed epoch and the current one.
 # That committed epoch count is the single source of truth: prepare_resume settles it (settle_backup) and cuts
 # every other work file back to it. The rest of the training state is rebuilt from files written at each epoch's
 # end *before* that commit (BackupAndRestore is the last callback, so a kill between them only makes the job redo
 # that epoch):
 #   history.tsv (CSVLogger)          -> EarlyStopping's best / wait / best_epoch
-#   early_stopping/best_NNNN.npz     -> EarlyStopping's best weights (the newest two are kept)
+#   early_stopping/best_NNNN.npz     -> EarlyStopping's best weights (of the committed epochs, and the current best)
 #   seed_states/states_NNNN.npz      -> the layers' random-number states (dropout, augmentation) at epoch NNNN
 #
 # BackupAndRestore(double_checkpoint=True) commits epoch e+1 in four steps, in backup/:
@@ -137,12 +138,13 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def discard_backup(backup: Path) -> None:
-    """Remove the backup folder at once (renamed first: a kill during the removal leaves no partial backup)."""
-    if backup.exists():
-        doomed = backup.with_name(f".{backup.name}.discarded")
-        shutil.rmtree(doomed, ignore_errors=True)
-        os.replace(backup, doomed)
+def discard_folder(folder: Path) -> None:
+    """Remove a folder at once: renamed first, so that a kill during the removal leaves no partial folder (a
+    backup missing some files, a work folder without its mark), only `.<name>.discarded`, removed the next time."""
+    doomed = folder.with_name(f".{folder.name}.discarded")
+    shutil.rmtree(doomed, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
 
@@ -151,7 +153,7 @@ def settle_backup(backup_dir: str | os.PathLike) -> int:
     return its epoch count: the epochs committed. 0 without a backup, or after discarding one no pair of which
     is consistent (logged)."""
     backup = Path(backup_dir)
-    shutil.rmtree(backup.with_name(f".{backup.name}.discarded"), ignore_errors=True)
+    shutil.rmtree(backup.with_name(f".{backup.name}.discarded"), ignore_errors=True)  # a removal a kill interrupted
     if not backup.is_dir():
         return 0
     for leftover in backup.glob(".*.tmp*"):  # a copy below that a kill interrupted
@@ -177,7 +179,7 @@ def settle_backup(backup_dir: str | os.PathLike) -> int:
         return previous
     if any(backup.iterdir()):
         log.warning("backup in %s holds no complete checkpoint; discarding it and restarting from epoch 0", backup)
-    discard_backup(backup)
+    discard_folder(backup)
     return 0
 
 
@@ -242,7 +244,7 @@ def prepare_resume(work: Path) -> int:
         log.warning(
             "work folder %s does not match its %d committed epochs (%s); restarting from epoch 0", work, done, missing
         )
-        discard_backup(work / "backup")
+        discard_folder(work / "backup")
         _cut_work_files(work, 0)
         return 0
     return done
@@ -261,8 +263,8 @@ def _load_npz(path: Path) -> list[np.ndarray]:
 
 def seed_state_backup(folder: str | os.PathLike, commits: Commits):
     """A Keras callback keeping the layers' random-number states (dropout, augmentation), which BackupAndRestore
-    does not save: one file per epoch boundary (from the last committed one on), restored when the first (resumed)
-    epoch begins."""
+    does not save: one file per epoch boundary (kept: the last committed one and the current one), restored when the
+    first (resumed) epoch begins."""
     import keras
 
     folder = Path(folder)
@@ -284,7 +286,7 @@ def seed_state_backup(folder: str | os.PathLike, commits: Commits):
         def on_epoch_end(self, epoch, logs=None):
             _save_npz(folder / f"states_{epoch + 1:04d}.npz", self._states())
             for old, path in _epoch_files(folder).items():
-                if old < commits.epochs:  # the committed epoch's state stays until a later commit
+                if old not in (commits.epochs, epoch + 1):  # a resume from the last commit or the next one
                     path.unlink()
 
     return SeedStateBackup()
@@ -293,7 +295,7 @@ def seed_state_backup(folder: str | os.PathLike, commits: Commits):
 def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLike, commits: Commits, **kwargs):
     """Keras' EarlyStopping whose state survives a kill: on train begin, Keras' own logic is replayed over the
     committed history (best, wait, best_epoch, stopped_epoch), and the best weights are read back from the file
-    written when that epoch was the best (kept while it is the best of the committed epochs)."""
+    written when that epoch was the best (kept while it is the best of the committed epochs or the current best)."""
     import keras
 
     history, folder = Path(history), Path(folder)
@@ -328,11 +330,12 @@ def resumable_early_stopping(history: str | os.PathLike, folder: str | os.PathLi
             self.best_after[epoch] = self.best_epoch
             if self.restore_best_weights and self.best_weights is not None and self.best_epoch == epoch:
                 _save_npz(folder / f"best_{epoch:04d}.npz", self.best_weights)
-            committed_best = self.best_after.get(commits.epochs - 1)
-            if committed_best is not None:  # the best of the committed epochs stays until a later commit
-                for old, path in _epoch_files(folder).items():
-                    if old < committed_best:
-                        path.unlink()
+            # a resume from the last commit needs the best of the committed epochs; one from the next commit (this
+            # epoch's, under way) the current best
+            keep = {self.best_after.get(commits.epochs - 1), self.best_epoch}
+            for old, path in _epoch_files(folder).items():
+                if old not in keep:
+                    path.unlink()
 
     return ResumableEarlyStopping(**kwargs)
 
@@ -427,12 +430,13 @@ def claim_work_dir(work: Path, outputs: list[Path], fingerprint: str = "") -> No
             raise InputError(f"{output} lies in the work folder {work}, which is deleted after training")
     if work.exists() and not work.is_dir():
         raise InputError(f"work folder {work} is a file")
+    shutil.rmtree(work.with_name(f".{work.name}.discarded"), ignore_errors=True)  # a removal a kill interrupted
     mark = work / WORK_MARK
     if work.is_dir() and any(work.iterdir()) and not mark.exists():
         raise InputError(f"work folder {work} is not empty and was not made by a training run: refusing to use it")
     if mark.exists() and mark.read_text() != fingerprint:
         log.warning("%s: left by a different training job (its inputs or settings changed): starting over", work)
-        shutil.rmtree(work)
+        discard_folder(work)
     work.mkdir(parents=True, exist_ok=True)
     write_text(mark, fingerprint)
 
@@ -569,10 +573,10 @@ def train_model(
         # what `predict-cohort` computes from the files just written (tested to give the same numbers), with the
         # network in memory: no reload, no second trace (post-fit 12 -> 7 s in a demo fine-tune). The training data
         # go first.
-        del train_ds, val_ds, train, val, callbacks, stopping
+        del train_ds, val_ds, train, val, callbacks, resume, stopping
         trained = TrainedModel(model_out, metrics_out, cache, splits_path, set_column)
         predict_cohort(trained, predictions_out, features_out, probe=probe)
-    shutil.rmtree(work, ignore_errors=True)
+    discard_folder(work)
     return metrics
 
 
