@@ -37,8 +37,9 @@ demo: install
 # the tests in TEST_WORKERS processes (pytest-xdist), each test file in one of them (--dist loadfile): a file's
 # module fixtures (the shared workflow runs, the SLURM cluster) are built once. Much of a slow test is waiting
 # (process start-up, Snakemake's scheduling, single-threaded jobs), so two workers on 2 cores shorten the suite.
+# PYTEST_ARGS: more pytest options, e.g. make test PYTEST_ARGS="--durations=40" or PYTEST_ARGS="-k resume"
 TEST_WORKERS ?= 2
-PYTEST := python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST := python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: install
 	$(PYTEST)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,8 +35,31 @@ def ecd_cohort(tmp_path_factory) -> Path:
     return out
 
 
+def built_once(tmp_path_factory, worker_id: str, name: str, build: Callable[[Path], object]) -> Path:
+    """A folder `name` that `build` fills once per test run. Under pytest-xdist each worker is its own session, so
+    the folder lies in the run's temporary root, shared by the workers, and the first worker to need it builds it
+    while the others wait on a lock (they would otherwise each build the same tiny cache and train the same tiny
+    models)."""
+    if worker_id == "master":  # no xdist: one session
+        out = tmp_path_factory.mktemp(name)
+        build(out)
+        return out
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / "built_once"  # the run's root: popen-gw0's parent
+    root.mkdir(exist_ok=True)
+    out, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)  # left by a worker that failed while building it
+            out.mkdir()
+            build(out)
+            done.touch()
+    return out
+
+
 @pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory) -> dict:
+def tiny_cache(tmp_path_factory, worker_id) -> dict:
     """A preprocessed, cached and split 8 AD + 8 NC + 2 MCI FDG cohort at 76 px (the smallest mosaic)."""
     from cohort_helpers import preprocess_table
 
@@ -43,43 +68,46 @@ def tiny_cache(tmp_path_factory) -> dict:
     from adtransfer.inputs.cohort import validate_cohort
     from adtransfer.learning.splits import make_splits, write_splits
 
-    out = tmp_path_factory.mktemp("tiny_cache")
-    generate_cohort(
-        CohortSpec(name="t", modality="fdg_pet", n_ad=8, n_nc=8, n_mci=2, seed=11, effect=0.35),
-        out / "data",
-        progress=False,
-    )
-    table = validate_cohort(out / "data" / "participants.tsv", progress=False)
-    preprocess_table(table, PreprocParams("fdg_pet", CROP), out / "preproc")
-    table.drop(columns="row").to_csv(out / "cohort.tsv", sep="\t", index=False)
-    build_cache(out / "cohort.tsv", out / "preproc", out / "cache.h5", size=76, modality="fdg_pet", cohort="t")
-    splits = make_splits(table, {"AD": 2, "NC": 2}, [12], 0.25, seed=3, mmse_include_mci=True)
-    write_splits(splits, out / "splits.tsv")
+    def build(out: Path) -> None:
+        generate_cohort(
+            CohortSpec(name="t", modality="fdg_pet", n_ad=8, n_nc=8, n_mci=2, seed=11, effect=0.35),
+            out / "data",
+            progress=False,
+        )
+        table = validate_cohort(out / "data" / "participants.tsv", progress=False)
+        preprocess_table(table, PreprocParams("fdg_pet", CROP), out / "preproc")
+        table.drop(columns="row").to_csv(out / "cohort.tsv", sep="\t", index=False)
+        build_cache(out / "cohort.tsv", out / "preproc", out / "cache.h5", size=76, modality="fdg_pet", cohort="t")
+        splits = make_splits(table, {"AD": 2, "NC": 2}, [12], 0.25, seed=3, mmse_include_mci=True)
+        write_splits(splits, out / "splits.tsv")
+
+    out = built_once(tmp_path_factory, worker_id, "tiny_cache", build)
     return {"cache": out / "cache.h5", "splits": out / "splits.tsv", "dir": out}
 
 
 @pytest.fixture(scope="session")
-def tiny_classifier(tiny_cache, tmp_path_factory) -> Path:
+def tiny_classifier(tiny_cache, tmp_path_factory, worker_id) -> Path:
     """An AD/NC classifier trained on tiny_cache's n12 split with train_helpers.SETTINGS (2 epochs), once per
-    session: its folder (model.keras, history.tsv, metrics.json), its log beside it (fdg_n12.log), the cohort's
-    predictions and features the training job wrote (train_helpers.predictions_of) and the training command's
-    console output (console.txt). Tests must not write into it (copy it first)."""
+    test run (built_once): its folder (model.keras, history.tsv, metrics.json), its log beside it (fdg_n12.log), the
+    cohort's predictions and features the training job wrote (train_helpers.predictions_of) and the training
+    command's console output (console.txt). Tests must not write into it (copy it first)."""
     from train_helpers import train
 
-    out = tmp_path_factory.mktemp("tiny_classifier") / "fdg_n12"
-    proc = train(tiny_cache, out, predictions=True)
-    (out.parent / "console.txt").write_text(proc.stdout + proc.stderr)
-    return out
+    def build(root: Path) -> None:
+        proc = train(tiny_cache, root / "fdg_n12", predictions=True)
+        (root / "console.txt").write_text(proc.stdout + proc.stderr)
+
+    return built_once(tmp_path_factory, worker_id, "tiny_classifier", build) / "fdg_n12"
 
 
 @pytest.fixture(scope="session")
-def tiny_mmse(tiny_cache, tiny_classifier, tmp_path_factory) -> Path:
-    """An MMSE regressor fine-tuned for one epoch from tiny_classifier on the mmse_set split, once per session
-    (per pytest-xdist worker),
-    with the cohort's predictions and features its training job wrote (train_helpers.predictions_of)."""
+def tiny_mmse(tiny_cache, tiny_classifier, tmp_path_factory, worker_id) -> Path:
+    """An MMSE regressor fine-tuned for one epoch from tiny_classifier on the mmse_set split, once per test run
+    (built_once), with the cohort's predictions and features its training job wrote (train_helpers.predictions_of)."""
     from train_helpers import train
 
-    out = tmp_path_factory.mktemp("tiny_mmse") / "mmse"
-    parent = tiny_classifier / "model.keras"
-    train(tiny_cache, out, column="mmse_set", task="mmse", epochs=1, pretrained=parent, predictions=True)
-    return out
+    def build(root: Path) -> None:
+        parent = tiny_classifier / "model.keras"
+        train(tiny_cache, root / "mmse", column="mmse_set", task="mmse", epochs=1, pretrained=parent, predictions=True)
+
+    return built_once(tmp_path_factory, worker_id, "tiny_mmse", build) / "mmse"

@@ -4,8 +4,8 @@ with `predictions`, also the cohort's predictions and features beside the folder
 writes them).
 
 The session fixtures built on these (conftest.py: `tiny_classifier`, `tiny_mmse`) are shared by test_train and
-test_predict_scans, so each tiny model is trained once per test session (with pytest-xdist: per worker that runs
-one of those files)."""
+test_predict_scans, so each tiny model is trained once per test run (conftest.built_once, also across pytest-xdist
+workers)."""
 
 from __future__ import annotations
 
