@@ -39,13 +39,13 @@ demo: install
 # (process start-up, Snakemake's scheduling, single-threaded jobs), so two workers on 2 cores shorten the suite.
 # PYTEST_ARGS: more pytest options, e.g. make test PYTEST_ARGS="--durations=40" or PYTEST_ARGS="-k resume"
 TEST_WORKERS ?= 2
-PYTEST := python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+PYTEST := python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: install
-	$(PYTEST)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	ruff check src tests bench resources

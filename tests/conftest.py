@@ -35,12 +35,12 @@ def ecd_cohort(tmp_path_factory) -> Path:
     return out
 
 
-def built_once(tmp_path_factory, worker_id: str, name: str, build: Callable[[Path], object]) -> Path:
+def built_once(tmp_path_factory, config: pytest.Config, name: str, build: Callable[[Path], object]) -> Path:
     """A folder `name` that `build` fills once per test run. Under pytest-xdist each worker is its own session, so
     the folder lies in the run's temporary root, shared by the workers, and the first worker to need it builds it
     while the others wait on a lock (they would otherwise each build the same tiny cache and train the same tiny
     models)."""
-    if worker_id == "master":  # no xdist: one session
+    if not hasattr(config, "workerinput"):  # not an xdist worker: one session
         out = tmp_path_factory.mktemp(name)
         build(out)
         return out
@@ -59,7 +59,7 @@ def built_once(tmp_path_factory, worker_id: str, name: str, build: Callable[[Pat
 
 
 @pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory, worker_id) -> dict:
+def tiny_cache(tmp_path_factory, pytestconfig) -> dict:
     """A preprocessed, cached and split 8 AD + 8 NC + 2 MCI FDG cohort at 76 px (the smallest mosaic)."""
     from cohort_helpers import preprocess_table
 
@@ -81,12 +81,12 @@ def tiny_cache(tmp_path_factory, worker_id) -> dict:
         splits = make_splits(table, {"AD": 2, "NC": 2}, [12], 0.25, seed=3, mmse_include_mci=True)
         write_splits(splits, out / "splits.tsv")
 
-    out = built_once(tmp_path_factory, worker_id, "tiny_cache", build)
+    out = built_once(tmp_path_factory, pytestconfig, "tiny_cache", build)
     return {"cache": out / "cache.h5", "splits": out / "splits.tsv", "dir": out}
 
 
 @pytest.fixture(scope="session")
-def tiny_classifier(tiny_cache, tmp_path_factory, worker_id) -> Path:
+def tiny_classifier(tiny_cache, tmp_path_factory, pytestconfig) -> Path:
     """An AD/NC classifier trained on tiny_cache's n12 split with train_helpers.SETTINGS (2 epochs), once per
     test run (built_once): its folder (model.keras, history.tsv, metrics.json), its log beside it (fdg_n12.log), the
     cohort's predictions and features the training job wrote (train_helpers.predictions_of) and the training
@@ -97,11 +97,11 @@ def tiny_classifier(tiny_cache, tmp_path_factory, worker_id) -> Path:
         proc = train(tiny_cache, root / "fdg_n12", predictions=True)
         (root / "console.txt").write_text(proc.stdout + proc.stderr)
 
-    return built_once(tmp_path_factory, worker_id, "tiny_classifier", build) / "fdg_n12"
+    return built_once(tmp_path_factory, pytestconfig, "tiny_classifier", build) / "fdg_n12"
 
 
 @pytest.fixture(scope="session")
-def tiny_mmse(tiny_cache, tiny_classifier, tmp_path_factory, worker_id) -> Path:
+def tiny_mmse(tiny_cache, tiny_classifier, tmp_path_factory, pytestconfig) -> Path:
     """An MMSE regressor fine-tuned for one epoch from tiny_classifier on the mmse_set split, once per test run
     (built_once), with the cohort's predictions and features its training job wrote (train_helpers.predictions_of)."""
     from train_helpers import train
@@ -110,4 +110,4 @@ def tiny_mmse(tiny_cache, tiny_classifier, tmp_path_factory, worker_id) -> Path:
         parent = tiny_classifier / "model.keras"
         train(tiny_cache, root / "mmse", column="mmse_set", task="mmse", epochs=1, pretrained=parent, predictions=True)
 
-    return built_once(tmp_path_factory, worker_id, "tiny_mmse", build) / "mmse"
+    return built_once(tmp_path_factory, pytestconfig, "tiny_mmse", build) / "mmse"

@@ -261,6 +261,33 @@ def test_train_refuses_a_work_dir_it_did_not_make(tmp_path):
     assert_clean_failure(run_cli(*_train_args(tmp_path, tmp_path)), "m.keras", "lies in the work folder")
 
 
+def test_train_refuses_the_current_folder_as_its_work_dir(tmp_path):
+    """The work folder is renamed and removed after training: `--work-dir .` is refused, not a traceback."""
+    proc = run_cli(*_train_args(tmp_path, Path(".")), cwd=tmp_path)
+    assert_clean_failure(proc, "give a folder of its own")
+    assert tmp_path.is_dir()
+
+
+def test_backup_schedule_comes_from_the_option_or_the_environment(monkeypatch):
+    """--backup-every, else $ADTRANSFER_BACKUP_EVERY (unset or empty: 60 s); a bad value names where it came from."""
+    from adtransfer.cli import BACKUP_EVERY_ENV, _backup_every, _seconds
+    from adtransfer.errors import InputError
+
+    monkeypatch.delenv(BACKUP_EVERY_ENV, raising=False)
+    assert _backup_every(None) == 60.0
+    monkeypatch.setenv(BACKUP_EVERY_ENV, "")
+    assert _backup_every(None) == 60.0
+    monkeypatch.setenv(BACKUP_EVERY_ENV, " 0 ")
+    assert _backup_every(None) == 0.0 and _backup_every(7.0) == 7.0
+    monkeypatch.setenv(BACKUP_EVERY_ENV, "abc")
+    with pytest.raises(InputError, match=r"^\$ADTRANSFER_BACKUP_EVERY: .*'abc'"):
+        _backup_every(None)
+    assert _backup_every(5.0) == 5.0  # the option, when given, wins
+    for bad in ("-1", "inf", "nan", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="finite number of seconds >= 0"):
+            _seconds(bad)
+
+
 def test_train_writes_predictions_and_features_together_outside_its_work_dir(tmp_path):
     """--predictions-out and --features-out (the workflow's predictions, written by the training job) go together,
     and like every output they must not lie in the work folder that is deleted after training; both checked

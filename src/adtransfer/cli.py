@@ -54,10 +54,19 @@ def _seconds(value: str) -> float:
     except ValueError:
         seconds = float("nan")
     if not (seconds >= 0 and seconds != float("inf")):
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds >= 0, got '{value}' (the default comes from ${BACKUP_EVERY_ENV})"
-        )
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got '{value}'")
     return seconds
+
+
+def _backup_every(given: float | None) -> float:
+    """--backup-every, else $ADTRANSFER_BACKUP_EVERY (unset or empty: 60 s, learning.train.BACKUP_EVERY_S)."""
+    if given is not None:
+        return given
+    value = os.environ.get(BACKUP_EVERY_ENV, "").strip()
+    try:
+        return _seconds(value) if value else 60.0
+    except argparse.ArgumentTypeError as exc:
+        raise InputError(f"${BACKUP_EVERY_ENV}: {exc}") from None
 
 
 # --- subcommands ---------------------------------------------------------------------------------------
@@ -188,7 +197,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     settings = TrainSettings.from_json(args.settings)
     settings.threads = args.threads
-    metrics = _call(train_model, args, splits_path=args.splits, set_column=args.set, settings=settings)
+    every = _backup_every(args.backup_every)
+    metrics = _call(
+        train_model, args, splits_path=args.splits, set_column=args.set, settings=settings, backup_every=every
+    )
     shown = {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("seconds", "epochs_run")}
     log.info("trained %s: %s", args.model_out, json.dumps(shown))
 
@@ -524,7 +536,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backup-every",
         type=_seconds,
-        default=os.environ.get(BACKUP_EVERY_ENV, "60"),  # 60: learning.train.BACKUP_EVERY_S
         metavar="SECONDS",
         help="commit the resume backup after an epoch when this long has passed since the last commit, and after "
         f"the last epoch (0: every epoch; default ${BACKUP_EVERY_ENV} or 60)",

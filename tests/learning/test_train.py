@@ -309,6 +309,9 @@ def test_kill_inside_backup_commit_resumes_exactly(killed, straight, damage):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stdout + done.stderr
     assert "previous checkpoint" in done.stdout + done.stderr
+    # resumed from that checkpoint: its seed states and best weights were kept (a restart would also match)
+    assert "restarting from epoch 0" not in done.stdout + done.stderr
+    assert min(int(m) for m in re.findall(r"Epoch (\d+)/8", done.stdout + done.stderr)) > 1
     pd.testing.assert_frame_equal(pd.read_csv(out / "history.tsv", sep="\t"), straight["history"], rtol=1e-5)
     for a, b in zip(_weights(out / "model.keras"), _weights(straight["out"] / "model.keras"), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -473,15 +476,18 @@ def test_keras_resumes_exactly_from_a_settled_backup(tmp_path, damage):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-@pytest.mark.parametrize("every, resumed_at", [(0, 5), (3, 3)])
-def test_periodic_backup_resumes_exactly(tmp_path, every, resumed_at):
+@pytest.mark.parametrize(
+    "every, kill_at, inside_commit, resumed_at", [(0, 5, False, 5), (3, 5, False, 3), (3, 6, True, 3)]
+)
+def test_periodic_backup_resumes_exactly(tmp_path, every, kill_at, inside_commit, resumed_at):
     """The training job's resumable callbacks (resumable_callbacks) on a tiny dense model, its backup committing
     after every epoch (0) or when 3 s have passed (a clock ticking one second per epoch: epochs 3, 6 and the last),
-    killed when epoch index 5 begins: the rerun resumes from the last commit (not from epoch 0) and gives the
+    killed when epoch index 5 begins, or inside the commit of epoch 6 (between its weights and its metadata: the
+    backup falls back to the commit of epoch 3): the rerun resumes from that commit (not from epoch 0) and gives the
     uninterrupted run's history and final weights."""
     import keras
 
-    from adtransfer.learning.train import read_history, resumable_callbacks
+    from adtransfer.learning.train import prepare_resume, read_history, resumable_callbacks
 
     x = np.linspace(-1, 1, 64, dtype="float32").reshape(32, 2)
     y = x @ np.array([[1.0], [-2.0]], dtype="float32") + 0.5
@@ -520,8 +526,12 @@ def test_periodic_backup_resumes_exactly(tmp_path, every, resumed_at):
     expected, _, history = fit(tmp_path / "straight")
     work = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        fit(work, kill_at=5)
-    assert json.loads((work / "backup" / "training_metadata.json").read_text())["epoch"] == resumed_at
+        fit(work, kill_at=kill_at)
+    meta = work / "backup" / "training_metadata.json"
+    if inside_commit:  # the weights of epoch 6 beside the metadata of epoch 3
+        assert json.loads(meta.read_text())["epoch"] == 6
+        meta.write_text((work / "backup" / "training_metadata.json.bkp").read_text())
+    assert prepare_resume(work) == resumed_at
     weights, began, resumed_history = fit(work)
     assert began[0] == resumed_at and began[-1] == 7
     assert json.loads((work / "backup" / "training_metadata.json").read_text())["epoch"] == 8  # the last, always
@@ -555,7 +565,7 @@ def test_early_stopping_commits_its_last_epoch(tmp_path):
 
 def test_best_weights_of_the_committed_epochs_are_kept(tmp_path):
     """Early stopping's best-weights files: the best of the committed epochs stays (a resume replays the history up
-    to the commit and reads that file back), with every later one; older ones go."""
+    to the commit and reads that file back), with the current best (its epoch's commit may complete); others go."""
     import keras
 
     from adtransfer.learning.train import Commits, resumable_early_stopping
@@ -597,19 +607,29 @@ def test_work_folder_of_another_job_is_started_over(tmp_path):
     assert sorted(p.name for p in work.iterdir()) == [WORK_MARK] and (work / WORK_MARK).read_text() == "job B"
 
 
-def test_work_folder_removal_interrupted_by_a_kill_is_finished(tmp_path):
-    """The work folder is renamed before it is removed: a kill during the removal leaves `.work.discarded` (a folder
-    without its mark, which the next run would refuse as `work`), which the next claim removes."""
+def test_work_folder_removal_interrupted_by_a_kill_is_finished(tmp_path, monkeypatch):
+    """The work folder is renamed before it is removed: a kill during the removal leaves `.work.discarded`, not a
+    `work` folder that lost its mark (which the rerun would refuse), and the next claim removes it."""
+    import shutil as shutil_module
+
     from adtransfer.learning.train import WORK_MARK, claim_work_dir, discard_folder
 
     work, out = tmp_path / "work", [tmp_path / "model.keras"]
     claim_work_dir(work, out, "job A")
     (work / "history.tsv").write_text("epoch\n0\n")
-    discard_folder(work)
-    assert not work.exists() and not (tmp_path / ".work.discarded").exists()
-    left = tmp_path / ".work.discarded"  # as a kill during its removal leaves it: the mark gone, a file left
-    left.mkdir()
-    (left / "history.tsv").write_text("epoch\n0\n")
+    left = tmp_path / ".work.discarded"
+    rmtree = shutil_module.rmtree
+
+    def killed_during_removal(path, *args, **kwargs):
+        if Path(path) == left and left.exists():
+            raise KeyboardInterrupt
+        return rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil_module, "rmtree", killed_during_removal)
+    with pytest.raises(KeyboardInterrupt):
+        discard_folder(work)
+    monkeypatch.undo()
+    assert not work.exists() and (left / WORK_MARK).exists()
     claim_work_dir(work, out, "job A")
     assert not left.exists() and sorted(p.name for p in work.iterdir()) == [WORK_MARK]
 

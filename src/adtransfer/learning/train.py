@@ -82,8 +82,8 @@ def configure_tensorflow(seed: int, threads: int) -> None:
 # A killed job rerun resumes from the last epoch Keras' BackupAndRestore committed (weights, optimizer, epoch).
 # It commits at most every `backup_every` seconds (and always the last epoch): the backup holds the weights and
 # the optimizer state (~270 MB at the demo's size, ~1.5 s a commit, a quarter of a demo fine-tune's epoch), and a
-# killed job redoes at most that much training (plus the epoch that crossed it and the one under way). The files
-# below are kept for the last committed epoch and the current one.
+# killed job redoes the training since the last commit: about a minute plus an epoch at most. The files below are
+# kept for a resume from the last commit and from the one under way (the current epoch's).
 # That committed epoch count is the single source of truth: prepare_resume settles it (settle_backup) and cuts
 # every other work file back to it. The rest of the training state is rebuilt from files written at each epoch's
 # end *before* that commit (BackupAndRestore is the last callback, so a kill between them only makes the job redo
@@ -110,7 +110,8 @@ BACKUP_EVERY_S = 60.0  # default of `adtransfer train --backup-every`
 @dataclass
 class Commits:
     """The epoch count BackupAndRestore last committed in this run: the callbacks that write per-epoch work files
-    keep those a resume from that commit (or from the one before it, see settle_backup) needs."""
+    keep those a resume from that commit needs (a kill inside the next commit falls back to it: settle_backup), and
+    those of the current epoch (its commit may complete)."""
 
     epochs: int = 0
 
@@ -143,9 +144,13 @@ def discard_folder(folder: Path) -> None:
     backup missing some files, a work folder without its mark), only `.<name>.discarded`, removed the next time."""
     doomed = folder.with_name(f".{folder.name}.discarded")
     shutil.rmtree(doomed, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+    if not folder.exists():
+        return
+    if doomed.exists():  # a leftover that cannot be removed (e.g. a file held open on NFS): remove in place
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def settle_backup(backup_dir: str | os.PathLike) -> int:
@@ -424,6 +429,8 @@ def claim_work_dir(work: Path, outputs: list[Path], fingerprint: str = "") -> No
     """Create the work folder, or take back the one a killed run of this same job left (same fingerprint); a folder
     a different job left (settings, splits, cache or parent changed since the kill) is emptied and started over.
     Refuse a folder that holds anything else (it is deleted after success) or one that holds an output."""
+    if work.name in ("", ".", ".."):  # it is renamed and removed after training: never the current folder
+        raise InputError(f"work folder {work}: give a folder of its own, e.g. <model folder>/work")
     root = work.resolve()
     for output in outputs:
         if output.resolve() == root or root in output.resolve().parents:
@@ -576,7 +583,10 @@ def train_model(
         del train_ds, val_ds, train, val, callbacks, resume, stopping
         trained = TrainedModel(model_out, metrics_out, cache, splits_path, set_column)
         predict_cohort(trained, predictions_out, features_out, probe=probe)
-    discard_folder(work)
+    try:
+        discard_folder(work)
+    except OSError as exc:  # the outputs are complete: a work folder left behind must not fail the job
+        log.warning("could not remove the work folder %s (%s); remove it by hand", work, exc)
     return metrics
 
 
