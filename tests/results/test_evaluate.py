@@ -228,6 +228,28 @@ def test_r2_is_reported_both_ways_and_named_for_what_it_is():
     assert regression_metrics(df, n_boot=300, seed=1) == regression_metrics(df, n_boot=300, seed=1)
 
 
+def test_r2_cis_of_a_small_test_set_leave_out_resamples_without_variance():
+    """Three test subjects, two with the same MMSE: some bootstrap resamples draw only those two, whose R² (either
+    kind) is undefined. They are left out of the CI (finite ends, no numpy warning), not counted as -inf."""
+    import warnings
+
+    df = pd.DataFrame(
+        {
+            "subject_id": ["a", "b", "c"],
+            "diagnosis": "AD",
+            "split": "test",
+            "target": [20.0, 20.0, 29.0],
+            "ensemble": [21.0, 19.5, 25.0],
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = regression_metrics(df, n_boot=400, seed=0)["test"]
+    for key in ("pearson_r2", "r2_determination"):
+        lo, hi = t[f"{key}_ci"]
+        assert np.isfinite(lo) and np.isfinite(hi) and lo <= hi <= 1, (key, lo, hi)
+
+
 def test_holm_matches_a_hand_example():
     # sorted p 0.01, 0.02, 0.03, 0.04 -> 4*0.01, 3*0.02, 2*0.03, 1*0.04, then running maximum: .04 .06 .06 .06
     adjusted, reject = holm([0.03, 0.01, 0.04, 0.02], alpha=0.05)

@@ -257,12 +257,15 @@ def classification_metrics(pred: pd.DataFrame, n_boot: int = 1000, seed: int = 0
 
 
 def _r2_rows(y: np.ndarray, yhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of (B, n) resamples: squared Pearson r (the paper's R²) and the coefficient of determination."""
+    """Per row of (B, n) resamples: squared Pearson r (the paper's R²) and the coefficient of determination. A
+    resample whose true scores are all equal (likely in a small test set) has neither: NaN, left out of the CI
+    (percentile_ci), rather than the -inf of SS_res / 0 that made the CI's lower end -inf or NaN."""
     yc = y - y.mean(axis=1, keepdims=True)
     pc = yhat - yhat.mean(axis=1, keepdims=True)
+    ss_tot = (yc**2).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (yc * pc).sum(axis=1) / np.sqrt((yc**2).sum(axis=1) * (pc**2).sum(axis=1))
-        determination = 1 - ((y - yhat) ** 2).sum(axis=1) / (yc**2).sum(axis=1)
+        r = (yc * pc).sum(axis=1) / np.sqrt(ss_tot * (pc**2).sum(axis=1))
+        determination = np.where(ss_tot > 0, 1 - ((y - yhat) ** 2).sum(axis=1) / ss_tot, np.nan)
     return r**2, determination
 
 
