@@ -59,12 +59,14 @@ def _seconds(value: str) -> float:
 
 
 def _backup_every(given: float | None) -> float:
-    """--backup-every, else $ADTRANSFER_BACKUP_EVERY (unset or empty: 60 s, learning.train.BACKUP_EVERY_S)."""
+    """--backup-every, else $ADTRANSFER_BACKUP_EVERY (unset or empty: learning.train.BACKUP_EVERY_S, 60 s)."""
+    from adtransfer.learning.train import BACKUP_EVERY_S  # (only the train command gets here)
+
     if given is not None:
         return given
     value = os.environ.get(BACKUP_EVERY_ENV, "").strip()
     try:
-        return _seconds(value) if value else 60.0
+        return _seconds(value) if value else BACKUP_EVERY_S
     except argparse.ArgumentTypeError as exc:
         raise InputError(f"${BACKUP_EVERY_ENV}: {exc}") from None
 

@@ -435,6 +435,12 @@ def test_work_files_behind_the_backup_restart_from_scratch(tmp_path, caplog):
     assert "restarting from epoch 0" in caplog.text
 
 
+def _line_data() -> tuple[np.ndarray, np.ndarray]:
+    """32 samples of a noiseless linear target: what the tiny dense models below fit."""
+    x = np.linspace(-1, 1, 64, dtype="float32").reshape(32, 2)
+    return x, x @ np.array([[1.0], [-2.0]], dtype="float32") + 0.5
+
+
 @pytest.mark.parametrize("damage", ["truncated_metadata", "weights_newer_than_metadata"])
 def test_keras_resumes_exactly_from_a_settled_backup(tmp_path, damage):
     """Against Keras' own BackupAndRestore (tiny dense model, 4 epochs): the commit of the third epoch killed
@@ -443,8 +449,7 @@ def test_keras_resumes_exactly_from_a_settled_backup(tmp_path, damage):
 
     from adtransfer.learning.train import settle_backup
 
-    x = np.linspace(-1, 1, 64, dtype="float32").reshape(32, 2)
-    y = x @ np.array([[1.0], [-2.0]], dtype="float32") + 0.5
+    x, y = _line_data()
 
     def fit(backup: Path | None, stop_before: int | None = None):
         keras.utils.set_random_seed(0)
@@ -489,8 +494,7 @@ def test_periodic_backup_resumes_exactly(tmp_path, every, kill_at, inside_commit
 
     from adtransfer.learning.train import prepare_resume, read_history, resumable_callbacks
 
-    x = np.linspace(-1, 1, 64, dtype="float32").reshape(32, 2)
-    y = x @ np.array([[1.0], [-2.0]], dtype="float32") + 0.5
+    x, y = _line_data()
 
     def fit(work: Path, kill_at: int | None = None):
         keras.utils.set_random_seed(0)
@@ -547,8 +551,7 @@ def test_early_stopping_commits_its_last_epoch(tmp_path):
 
     from adtransfer.learning.train import resumable_callbacks
 
-    x = np.linspace(-1, 1, 64, dtype="float32").reshape(32, 2)
-    y = x @ np.array([[1.0], [-2.0]], dtype="float32") + 0.5
+    x, y = _line_data()
     keras.utils.set_random_seed(0)
     net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     net.compile(keras.optimizers.Adam(0.05), "mse")

@@ -139,11 +139,21 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
+def _discarded(folder: Path) -> Path:
+    """Where discard_folder moves `folder` before removing it."""
+    return folder.with_name(f".{folder.name}.discarded")
+
+
+def remove_discarded(folder: Path) -> None:
+    """Finish a discard_folder of `folder` that a kill interrupted."""
+    shutil.rmtree(_discarded(folder), ignore_errors=True)
+
+
 def discard_folder(folder: Path) -> None:
     """Remove a folder at once: renamed first, so that a kill during the removal leaves no partial folder (a
     backup missing some files, a work folder without its mark), only `.<name>.discarded`, removed the next time."""
-    doomed = folder.with_name(f".{folder.name}.discarded")
-    shutil.rmtree(doomed, ignore_errors=True)
+    doomed = _discarded(folder)
+    remove_discarded(folder)
     if not folder.exists():
         return
     if doomed.exists():  # a leftover that cannot be removed (e.g. a file held open on NFS): remove in place
@@ -158,7 +168,7 @@ def settle_backup(backup_dir: str | os.PathLike) -> int:
     return its epoch count: the epochs committed. 0 without a backup, or after discarding one no pair of which
     is consistent (logged)."""
     backup = Path(backup_dir)
-    shutil.rmtree(backup.with_name(f".{backup.name}.discarded"), ignore_errors=True)  # a removal a kill interrupted
+    remove_discarded(backup)
     if not backup.is_dir():
         return 0
     for leftover in backup.glob(".*.tmp*"):  # a copy below that a kill interrupted
@@ -437,7 +447,7 @@ def claim_work_dir(work: Path, outputs: list[Path], fingerprint: str = "") -> No
             raise InputError(f"{output} lies in the work folder {work}, which is deleted after training")
     if work.exists() and not work.is_dir():
         raise InputError(f"work folder {work} is a file")
-    shutil.rmtree(work.with_name(f".{work.name}.discarded"), ignore_errors=True)  # a removal a kill interrupted
+    remove_discarded(work)
     mark = work / WORK_MARK
     if work.is_dir() and any(work.iterdir()) and not mark.exists():
         raise InputError(f"work folder {work} is not empty and was not made by a training run: refusing to use it")
