@@ -39,7 +39,7 @@ demo: install
 # (process start-up, Snakemake's scheduling, single-threaded jobs), so two workers on 2 cores shorten the suite.
 # PYTEST_ARGS: more pytest options, e.g. make test PYTEST_ARGS="--durations=40" or PYTEST_ARGS="-k resume"
 TEST_WORKERS ?= 2
-PYTEST := python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST := python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install
 	$(PYTEST) $(PYTEST_ARGS)

@@ -13,6 +13,29 @@ from adtransfer.inputs.synth import CohortSpec, generate_cohort
 
 CROP = Grid((95, 95, 48), 2.0, (-94.0, -112.0, -36.0))
 
+# The longest test files, longest first (pytest --durations on 2 cores: each runs Snakemake or training jobs for
+# minutes). They run first and the short files fill in around them: the Makefile's `--dist loadfile
+# --no-loadscope-reorder` hands files to the pytest-xdist workers in this order, where xdist's own order (most tests
+# first) started the SLURM run last and ended the suite on one worker for minutes.
+LONGEST_FIRST = (
+    "workflow/test_slurm.py",
+    "workflow/test_workflow_full.py",
+    "learning/test_resume.py",
+    "learning/test_train.py",
+    "learning/test_predict_scans.py",
+    "workflow/test_workflow.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    here = Path(__file__).parent
+
+    def order(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(here).as_posix(), len(rank))
+
+    items.sort(key=order)  # stable: within a file, and among the other files, the order of collection
+
 
 @pytest.fixture(scope="session")
 def crop_grid() -> Grid:
