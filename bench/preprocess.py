@@ -79,21 +79,39 @@ def library_route(table: Path, work: Path, jobs: int, size: int) -> tuple[float,
     return time.perf_counter() - t0, time.process_time() + _children_cpu() - c0
 
 
-def workflow_route(table: Path, work: Path, jobs: int, size: int) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (Snakemake and every job it ran)."""
+# `python -m snakemake` in a process that, on exit, writes its own CPU seconds and its jobs' (every process it waited
+# for) to the file $BENCH_CPU_SPLIT: which side of the per-scan cost is the scheduler's and which the jobs'.
+SNAKEMAKE_WITH_CPU_SPLIT = """
+import atexit, json, os, resource, runpy, sys
+def dump():
+    own, jobs = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    with open(os.environ["BENCH_CPU_SPLIT"], "w") as f:
+        json.dump({"snakemake": own.ru_utime + own.ru_stime, "jobs": jobs.ru_utime + jobs.ru_stime}, f)
+atexit.register(dump)
+runpy.run_module("snakemake", run_name="__main__", alter_sys=True)
+"""
+
+
+def workflow_route(table: Path, work: Path, jobs: int, size: int) -> tuple[float, float, dict]:
+    """Wall seconds, CPU seconds (Snakemake and every job it ran) and that CPU split {snakemake, jobs}."""
     cfg = work / "bench.yaml"
     cfg.write_text(
         yaml.safe_dump(
             {"seed": 1, "mosaic": {"size": size}, "cohorts": {"bench": {"modality": "fdg_pet", "table": str(table)}}}
         )
     )
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    split = work / "cpu_split.json"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "BENCH_CPU_SPLIT": str(split),
+    }
     t0, c0 = time.perf_counter(), _children_cpu()
     subprocess.run(
         [
             sys.executable,
-            "-m",
-            "snakemake",
+            "-c",
+            SNAKEMAKE_WITH_CPU_SPLIT,
             "-s",
             str(ROOT / "Snakefile"),
             "--directory",
@@ -109,7 +127,7 @@ def workflow_route(table: Path, work: Path, jobs: int, size: int) -> tuple[float
         env=env,
         stdout=subprocess.DEVNULL if "--verbose" not in sys.argv else None,
     )
-    return time.perf_counter() - t0, _children_cpu() - c0
+    return time.perf_counter() - t0, _children_cpu() - c0, json.loads(split.read_text())
 
 
 def report(name: str, seconds: float, n: int, jobs: int, cpu: float | None = None) -> None:
@@ -290,8 +308,12 @@ def main() -> None:
         lib, lib_cpu = library_route(table, work, args.jobs, args.size)
         report("library", lib, args.n, args.jobs, lib_cpu)
         if not args.skip_workflow:
-            wf, wf_cpu = workflow_route(table, work, args.jobs, args.size)
+            wf, wf_cpu, split = workflow_route(table, work, args.jobs, args.size)
             report("workflow", wf, args.n, args.jobs, wf_cpu)
+            print(
+                f"workflow  CPU split: Snakemake itself {split['snakemake'] / args.n:.3f} s/scan, its jobs "
+                f"{split['jobs'] / args.n:.3f} s/scan (every job: validation, preprocessing, cache, QC)"
+            )
             print(
                 f"workflow / library time ratio: {wf / lib:.2f} "
                 f"(per-job process start-up and Snakemake scheduling: {(wf - lib) / args.n * args.jobs:.2f} "
