@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
+import os
+import stat
 from pathlib import Path
 
 import nibabel as nib
@@ -229,6 +232,24 @@ def test_atomic_output_success_renames_onto_final_name(tmp_path):
         tmp.write_text("a\tb\n")
     assert final.read_text() == "a\tb\n"
     assert sorted(p.name for p in final.parent.iterdir()) == ["table.tsv"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_output_gets_the_permissions_of_a_new_file(tmp_path, umask, monkeypatch):
+    """Not mkstemp's owner-only 0600: what open() gives a new file under the umask (0644 under 022)."""
+    import adtransfer.io as adtransfer_io
+
+    fresh = functools.cache(adtransfer_io._new_file_mode.__wrapped__)  # the umask read afresh, not the cached one
+    monkeypatch.setattr(adtransfer_io, "_new_file_mode", fresh)
+    old = os.umask(umask)
+    try:
+        with atomic_output(tmp_path / "table.tsv") as tmp:
+            tmp.write_text("a\n")
+        (tmp_path / "plain.tsv").write_text("a\n")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "table.tsv").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.tsv").stat().st_mode) == 0o666 & ~umask, oct(mode)
 
 
 def test_atomic_output_keeps_nifti_suffix(tmp_path):

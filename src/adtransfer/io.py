@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -105,6 +106,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def _new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the process's umask (read by setting it, then restoring it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
@@ -120,6 +129,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp made it owner-only (0600); give the output the permissions of any new file (0666 less the umask),
+        # so that a lab group reading a shared results folder can read it
+        os.chmod(tmp_path, _new_file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
