@@ -28,11 +28,15 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker: a serial run keeps the quick tests first
+        return
     here = Path(__file__).parent
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    assert all((here / name).is_file() for name in rank), "conftest.LONGEST_FIRST names a test file that is gone"
 
     def order(item: pytest.Item) -> int:
-        return rank.get(item.path.relative_to(here).as_posix(), len(rank))
+        inside = item.path.is_relative_to(here)
+        return rank.get(item.path.relative_to(here).as_posix(), len(rank)) if inside else len(rank)
 
     items.sort(key=order)  # stable: within a file, and among the other files, the order of collection
 

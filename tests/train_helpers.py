@@ -3,9 +3,9 @@
 with `predictions`, also the cohort's predictions and features beside the folder, as the workflow's train job
 writes them).
 
-The session fixtures built on these (conftest.py: `tiny_classifier`, `tiny_mmse`) are shared by test_train and
-test_predict_scans, so each tiny model is trained once per test run (conftest.built_once, also across pytest-xdist
-workers)."""
+Used by test_train and test_resume; the session fixtures built on these (conftest.py: `tiny_classifier`,
+`tiny_mmse`) are shared by test_train and test_predict_scans, so each tiny model is trained once per test run
+(conftest.built_once, also across pytest-xdist workers)."""
 
 from __future__ import annotations
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,12 +105,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-@functools.cache
-def _new_file_mode() -> int:
-    """The mode open() gives a new file: 0666 less the process's umask (read by setting it, then restoring it)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _new_file_beside(path: Path, suffix: str) -> Path:
+    """A new empty file `.<name>.<random>.tmp<suffix>` in `path`'s folder, created as open() creates files (mode 0666
+    under the umask and the folder's default ACL: a lab group reads a shared results folder), not mkstemp's 0600."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 @contextlib.contextmanager
@@ -124,14 +128,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # keep the full suffix (.nii.gz, .h5) so libraries infer the format from the temporary name
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_file_beside(path, suffix)
     try:
         yield tmp_path
-        # mkstemp made it owner-only (0600); give the output the permissions of any new file (0666 less the umask),
-        # so that a lab group reading a shared results folder can read it
-        os.chmod(tmp_path, _new_file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

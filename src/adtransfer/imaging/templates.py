@@ -62,7 +62,7 @@ class Templates:
             raise FileNotFoundError(f"template file {path} is missing; run resources/build_resources.py")
         img = nib.load(str(path))
         if not self.grid.matches(img.shape, img.affine):
-            raise ValueError(f"{path} is not on the 2 mm MNI grid")
+            raise ValueError(f"{path} is not on the template grid {self.grid}")
         return np.asanyarray(img.dataobj)
 
 
