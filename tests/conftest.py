@@ -27,8 +27,13 @@ LONGEST_FIRST = (
 )
 
 
+def in_xdist_worker(config: pytest.Config) -> bool:
+    """Whether this session is one of pytest-xdist's workers (each its own session), not a serial run."""
+    return hasattr(config, "workerinput")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker: a serial run keeps the quick tests first
+    if not in_xdist_worker(config):  # a serial run keeps the quick tests first
         return
     here = Path(__file__).parent
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
@@ -67,7 +72,7 @@ def built_once(tmp_path_factory, config: pytest.Config, name: str, build: Callab
     the folder lies in the run's temporary root, shared by the workers, and the first worker to need it builds it
     while the others wait on a lock (they would otherwise each build the same tiny cache and train the same tiny
     models)."""
-    if not hasattr(config, "workerinput"):  # not an xdist worker: one session
+    if not in_xdist_worker(config):  # one session
         out = tmp_path_factory.mktemp(name)
         build(out)
         return out
