@@ -1,5 +1,6 @@
 """Resume after a kill: a training job SIGKILLed during training, inside BackupAndRestore's commit or while it
-writes its outputs, then rerun, gives the uninterrupted run's history, metrics and weights (slow); the resume
+writes its outputs, then rerun, gives the uninterrupted run's history, metrics and weights (slow; the last of these
+is also the determinism check: same settings, same results); the resume
 logic on crafted work folders and against Keras' BackupAndRestore with a tiny dense model (fast).
 
 The kill tests share one uninterrupted run and one killed run, whose work folder each of them restores before its
@@ -147,7 +148,10 @@ def test_kill_while_predicting_resumes_without_training(tiny_cache, straight, tm
     removes the outputs it left): the backup outlived fit, so the job trains no epoch again and gives the
     uninterrupted run's history, metrics (timings apart) and weights, and its predictions. With the default backup
     schedule (a commit a minute, and of the last epoch): the commit of early stopping's last epoch is what lets the
-    rerun train nothing."""
+    rerun train nothing.
+
+    Also the suite's determinism check: the killed job trained uninterrupted in a process of its own (with another
+    backup schedule than the reference), so the same settings gave the same history, metrics and weights twice."""
     out = tmp_path / "resume"
     cmd = train_cmd(tiny_cache, out, settings=RESUME, predictions=True)
     table, features = predictions_of(out)

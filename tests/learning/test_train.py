@@ -1,5 +1,6 @@
-"""Training end to end on a tiny cached cohort (slow): outputs, determinism, fine-tuning, MMSE, the cohort's
-predictions; refused settings and training sets, and the job fingerprint. Resume after a kill: test_resume.py.
+"""Training end to end on a tiny cached cohort (slow): outputs, fine-tuning, MMSE, the cohort's predictions; refused
+settings and training sets, and the job fingerprint. Resume after a kill, and determinism (a second process with the
+same settings gives the same history, metrics and weights): test_resume.py.
 
 The slow tests share their training runs: the classifier and the MMSE model are session fixtures (conftest.py,
 also used by test_predict_scans)."""
@@ -14,7 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from train_helpers import SETTINGS, predictions_of, train, train_cmd
+from train_helpers import SETTINGS, predictions_of, train_cmd
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +50,12 @@ def test_console_shows_progress_not_library_noise(trained):
 
 
 @pytest.mark.slow
-def test_same_config_same_results(trained, tiny_cache, tmp_path):
-    again = tmp_path / "fdg_n12"
-    train(tiny_cache, again)
-    first, second = (json.loads((d / "metrics.json").read_text()) for d in (trained, again))
-    for key in ("val_auc_ensemble", "val_auc_mosaic", "val_accuracy_ensemble"):
-        assert first[key] == second[key]
-    h1, h2 = (pd.read_csv(d / "history.tsv", sep="\t") for d in (trained, again))
-    pd.testing.assert_frame_equal(h1, h2)
-
-
-@pytest.mark.slow
-def test_finetuning_and_mmse(trained, tiny_mmse, tiny_cache, tmp_path):
-    ft = tmp_path / "ecd_from_fdg"
-    train(tiny_cache, ft, pretrained=trained / "model.keras", fc_units=8, epochs=1)
-    metrics = json.loads((ft / "metrics.json").read_text())
-    assert metrics["pretrained"].endswith("model.keras")
-    # the MMSE regressor (one epoch on mmse_set, its head replacing the classifier's: conftest.tiny_mmse)
+def test_mmse_model_is_finetuned_from_the_classifier(trained, tiny_mmse):
+    """The MMSE regressor (one epoch on mmse_set, its head replacing the classifier's: conftest.tiny_mmse) records
+    the model it started from. (A classifier fine-tuned from a classifier: the workflow's ECD models, whose parents
+    test_workflow_full checks; the weights a fine-tune keeps: test_model.)"""
     m = json.loads((tiny_mmse / "metrics.json").read_text())
+    assert m["pretrained"] == str(trained / "model.keras"), m["pretrained"]
     assert m["settings"]["task"] == "mmse" and m["set"] == "mmse_set"
     assert 0 <= m["val_mae_ensemble"] <= 30
     assert "mae" in pd.read_csv(tiny_mmse / "history.tsv", sep="\t").columns

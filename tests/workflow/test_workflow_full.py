@@ -105,6 +105,18 @@ def test_full_run_writes_every_result(full_run):
     assert summary["layer"] == "mixed7" and "ratio" in summary["ground_truth"]
     page = (res / "summary.html").read_text()
     assert "Findings" in page and "Transfer effect over 2 replicates" in page and page.count("data:image/png") == 4
+    # the transfer chain of the catalog, as each training job recorded the model it was fine-tuned from
+    parents = {
+        "fdg/n8": None,
+        "ecd/scratch": None,
+        "ecd/from_fdg_n8": "fdg/n8",
+        "ecd/from_fdg_n8_r1": "fdg/n8",
+        "mmse/fdg": "fdg/n8",
+        "mmse/ecd_from_fdg": "mmse/fdg",
+    }
+    for model, parent in parents.items():
+        recorded = json.loads((res / "models" / model / "metrics.json").read_text())["pretrained"]
+        assert recorded == (parent and f"results/models/{parent}/model.keras"), (model, recorded)
     # replicate 1 of the ECD stage trained, predicted and evaluated with its own seed; not explained
     rep = json.loads((res / "models/ecd/scratch_r1/metrics.json").read_text())
     assert (
