@@ -16,7 +16,6 @@ import os
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from adtransfer.catalog import MMSE_SET, POOL_SET, is_classification_set, size_set
 from adtransfer.errors import InputError
@@ -51,6 +50,9 @@ def make_splits(
 
     `fixed_test`: a user-given test set (subject ids), used instead of drawing one.
     """
+    # here, not at the top: the steps that only read a split table (bundle, predict) need not import sklearn (~0.7 s)
+    from sklearn.model_selection import train_test_split
+
     rng = np.random.default_rng(seed)
     out = df[["subject_id", "diagnosis", "mmse"]].copy().reset_index(drop=True)
     labelled = out[out["diagnosis"].isin(CLASSES)]
