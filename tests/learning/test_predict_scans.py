@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_steps_without
+from cli_helpers import NO_TENSORFLOW, run_steps_without
 
 from adtransfer.errors import InputError
 from adtransfer.learning.predict import TrainedModel
@@ -170,7 +170,8 @@ def test_bundle_refuses_a_sidecar_of_other_preprocessing(placeholder, tiny_cache
         )
 
 
-def test_bundle_step_does_not_import_tensorflow(placeholder, tiny_cache, tmp_path):
+def test_bundle_step_does_not_import_tensorflow_or_sklearn(placeholder, tiny_cache, tmp_path):
+    """Nor sklearn or scipy.stats (~0.7 s of imports): it reads a split table and writes the manifest and card."""
     out = tmp_path / "m"
     shutil.copytree(placeholder, out)
     (out / "manifest.json").unlink()
@@ -195,7 +196,7 @@ def test_bundle_step_does_not_import_tensorflow(placeholder, tiny_cache, tmp_pat
         "--preproc-sidecar",
         str(first_sidecar(tiny_cache)),
     ]
-    proc = run_steps_without([argv])
+    proc = run_steps_without([argv], {*NO_TENSORFLOW, "sklearn", "scipy.stats"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_manifest(out)["model"] == "fdg/n12"
 

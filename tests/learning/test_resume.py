@@ -1,7 +1,7 @@
 """Resume after a kill: a training job SIGKILLed during training, inside BackupAndRestore's commit or while it
-writes its outputs, then rerun, gives the uninterrupted run's history, metrics and weights (slow; the last of these
-is also the determinism check: same settings, same results); the resume
-logic on crafted work folders and against Keras' BackupAndRestore with a tiny dense model (fast).
+writes its outputs, then rerun, gives the uninterrupted run's history, metrics and weights (slow;
+test_kill_while_predicting_resumes_without_training is also the determinism check: same settings, same results);
+the resume logic on crafted work folders and against Keras' BackupAndRestore with a tiny dense model (fast).
 
 The kill tests share one uninterrupted run and one killed run, whose work folder each of them restores before its
 own rerun. (A file of its own, beside test_train.py, so that pytest-xdist's workers can run the two at once.)"""
@@ -60,8 +60,8 @@ def _committed(meta: Path) -> int:
 @pytest.fixture(scope="module")
 def straight(tiny_cache, tmp_path_factory) -> dict:
     """The uninterrupted RESUME run that every kill test must reproduce, and the test's premise checked on it. With
-    the default backup schedule (it is killed nowhere: its one commit, of the last epoch, is all it needs; the killed
-    runs commit every epoch, so their match also shows that the schedule changes no result)."""
+    the default backup schedule (it is killed nowhere: a commit at most once a minute, and of the last epoch; the
+    killed runs commit every epoch, so their match also shows that the schedule changes no result)."""
     out = tmp_path_factory.mktemp("straight") / "straight"
     done = subprocess.run(train_cmd(tiny_cache, out, settings=RESUME), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -171,6 +171,8 @@ def test_kill_while_predicting_resumes_without_training(tiny_cache, straight, tm
     assert metrics.keys() == expected.keys()
     for key, value in expected.items():
         assert metrics[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
+    for key in ("val_auc_ensemble", "val_auc_mosaic", "val_accuracy_ensemble"):  # determinism: to the bit
+        assert metrics[key] == expected[key], (key, metrics[key], expected[key])
     for a, b in zip(_weights(out / "model.keras"), _weights(straight["out"] / "model.keras"), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert len(pd.read_csv(table, sep="\t")) > 0 and features.exists() and not (out / "work").exists()

@@ -105,15 +105,19 @@ def test_full_run_writes_every_result(full_run):
     assert summary["layer"] == "mixed7" and "ratio" in summary["ground_truth"]
     page = (res / "summary.html").read_text()
     assert "Findings" in page and "Transfer effect over 2 replicates" in page and page.count("data:image/png") == 4
-    # the transfer chain of the catalog, as each training job recorded the model it was fine-tuned from
+    # the transfer chain of the catalog, as each training job recorded the model it was fine-tuned from (every CNN
+    # of the run: a new model or replicate must be added here)
     parents = {
         "fdg/n8": None,
         "ecd/scratch": None,
+        "ecd/scratch_r1": None,
         "ecd/from_fdg_n8": "fdg/n8",
         "ecd/from_fdg_n8_r1": "fdg/n8",
         "mmse/fdg": "fdg/n8",
         "mmse/ecd_from_fdg": "mmse/fdg",
     }
+    trained = {p.parent.relative_to(res / "models").as_posix() for p in (res / "models").rglob("model.keras")}
+    assert trained == set(parents), trained ^ set(parents)
     for model, parent in parents.items():
         recorded = json.loads((res / "models" / model / "metrics.json").read_text())["pretrained"]
         assert recorded == (parent and f"results/models/{parent}/model.keras"), (model, recorded)

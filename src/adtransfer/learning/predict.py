@@ -25,7 +25,6 @@ from adtransfer.imaging.cache import per_cache_row
 from adtransfer.io import atomic_output
 from adtransfer.learning.data import scale
 from adtransfer.learning.splits import read_splits, split_membership
-from adtransfer.results.evaluate import MOSAIC_COLUMNS, write_predictions
 
 log = logging.getLogger("adtransfer")
 
@@ -97,6 +96,7 @@ def predict_cohort(
     of the network just trained and saved as trained.model (the training job, which so neither loads the model back
     nor traces prediction again); without it the saved model is loaded."""
     from adtransfer.learning.model import FC_FEATURES_LAYER
+    from adtransfer.results.evaluate import MOSAIC_COLUMNS, write_predictions  # scipy, sklearn: not for the bundle job
 
     if probe is None:
         net, settings = trained.load(threads)

@@ -50,7 +50,7 @@ def make_splits(
 
     `fixed_test`: a user-given test set (subject ids), used instead of drawing one.
     """
-    # here, not at the top: the steps that only read a split table (bundle, predict) need not import sklearn (~0.7 s)
+    # here, not at the top: a step that only reads split tables (the bundle job) need not import sklearn (~0.7 s)
     from sklearn.model_selection import train_test_split
 
     rng = np.random.default_rng(seed)
