@@ -9,7 +9,8 @@ import pytest
 import yaml
 from workflow_helpers import ROOT
 
-CONDA_NAMES = {"matplotlib-base": "matplotlib"}  # conda-forge's name for the same package without Qt
+# conda-forge's names: matplotlib without Qt; the isal bindings
+CONDA_NAMES = {"matplotlib-base": "matplotlib", "python-isal": "isal"}
 NOT_IN_JOBS = {"snakemake"}  # the driver, not a job dependency
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from adtransfer.errors import InputError
-from adtransfer.io import atomic_output, is_nifti_path, load_volume, sha256_file
+from adtransfer.io import atomic_output, is_nifti_path, load_volume, save_nifti, sha256_file
 
 AFFINE_2MM = np.diag([2.0, 2.0, 2.0, 1.0])
 SHAPE = (10, 12, 8)
@@ -253,6 +253,23 @@ def test_atomic_output_keeps_nifti_suffix(tmp_path):
         nib.save(nib.Nifti1Image(random_volume(), AFFINE_2MM), str(tmp))
     # written gzip-compressed, as the final name promises
     assert (tmp_path / "vol.nii.gz").read_bytes()[:2] == b"\x1f\x8b"
+
+
+def test_save_nifti_gz_is_the_gzip_of_what_nibabel_writes(tmp_path):
+    """The .nii.gz save_nifti writes (ISA-L) holds the bytes of nibabel's own .nii of the image, in a gzip stream
+    any reader takes, with header mtime 0 (the same image gives the same file) and a real compression."""
+    img = nib.Nifti1Image(np.round(random_volume((40, 48, 36)), 1), AFFINE_2MM)
+    img.header["descrip"] = "test"
+    save_nifti(img, tmp_path / "vol.nii.gz")
+    save_nifti(img, tmp_path / "vol.nii")
+    packed = (tmp_path / "vol.nii.gz").read_bytes()
+    assert packed[:2] == b"\x1f\x8b" and packed[4:8] == b"\0\0\0\0"  # gzip magic; mtime 0
+    assert gzip.decompress(packed) == (tmp_path / "vol.nii").read_bytes()
+    assert len(packed) < 0.8 * (tmp_path / "vol.nii").stat().st_size
+    back = nib.load(tmp_path / "vol.nii.gz")
+    np.testing.assert_array_equal(back.get_fdata(dtype=np.float32), img.get_fdata(dtype=np.float32))
+    np.testing.assert_array_equal(back.affine, AFFINE_2MM)
+    assert back.header["descrip"].tobytes().rstrip(b"\0") == b"test"
 
 
 def test_atomic_output_leaves_nothing_when_block_raises(tmp_path):
