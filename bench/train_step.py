@@ -10,6 +10,9 @@ the other, so each option is a ratio against today's setting measured in the sam
   spe<k>        model.compile(steps_per_execution=k)
   float32       float32 mosaics in memory: no cast in the pipeline (twice the memory)
   nchw          channels-first (keras image_data_format); TensorFlow's CPU kernels may refuse it
+  grappler      TensorFlow's graph optimizer (Grappler) on, as TensorFlow's default; the project turns it off
+                where there is no GPU (train.configure_tensorflow): it rewrites every traced function once, start-up
+                cost (the "compile CPU s" column) that did not buy faster steps on the CPU
   t1            one process with 1 intra-op thread
   pair          two 1-thread processes side by side (what `make demo` runs: train.threads 1, gpu=2)
   adopted       the demo's adopted setting (pair + the options given by --adopt)
@@ -96,6 +99,8 @@ def step_worker(spec: dict) -> dict:
     import numpy as np
 
     keras, tf = start_tensorflow(spec["threads"], spec["mixed_precision"])
+    if spec.get("grappler"):
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
     size, batch, spe = spec["size"], spec["batch"], spec["spe"]
     if spec["nchw"]:
         keras.config.set_image_data_format("channels_first")
@@ -188,6 +193,7 @@ VARIANTS = {  # name -> (spec changes, processes side by side)
     "spe4": ({"spe": 4}, 1),
     "float32": ({"float32": True}, 1),
     "nchw": ({"nchw": True}, 1),
+    "grappler": ({"grappler": True}, 1),
     "t1": ({"threads": 1}, 1),
     "pair": ({"threads": 1}, 2),
 }
@@ -204,7 +210,7 @@ def main() -> None:
     ap.add_argument(
         "--variants",
         nargs="*",
-        default=["base", "xla", "spe4", "float32", "nchw", "t1", "pair", "adopted"],
+        default=["base", "xla", "spe4", "float32", "nchw", "grappler", "t1", "pair", "adopted"],
         help=f"at the demo size and batch: {', '.join(VARIANTS)}, adopted",
     )
     ap.add_argument("--demo", default="96x32", help="size x batch where the variants are compared")

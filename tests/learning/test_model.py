@@ -149,3 +149,15 @@ def test_training_state_built_before_fit_traces_the_step_once(small_backbone, mo
     assert net.optimizer.built and len(net.optimizer.variables) > len(net.trainable_variables)
     net.fit(ds, epochs=2, verbose=0, shuffle=False)  # as train_model: the dataset orders itself
     assert len(traced) == 1
+
+
+def test_graph_optimizer_is_off_without_a_gpu():
+    """Every TensorFlow job starts through configure_tensorflow: without a GPU it turns Grappler off (its rewrites
+    cost each job seconds of start-up and did not speed up CPU steps; train.GRAPPLER_ON_CPU)."""
+    import tensorflow as tf
+
+    from adtransfer.learning.train import configure_tensorflow
+
+    configure_tensorflow(0, 2)
+    off = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    assert off == (not tf.config.list_physical_devices("GPU"))

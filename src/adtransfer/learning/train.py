@@ -64,8 +64,16 @@ class TrainSettings:
             self.intensity_range = tuple(modalities.intensity_range(modality))
 
 
+# Grappler, TensorFlow's graph optimizer, rewrites each traced function once per process. On this project's CPU
+# machines that cost a training job ~4.5 CPU s of its ~25 s start-up and made no step faster (bench/train_step.py,
+# variant `grappler`: same CPU seconds per training step at the demo's size), so it is off where there is no GPU,
+# as Keras leaves XLA off there. On a GPU its layout and fusion passes pay: it stays on.
+GRAPPLER_ON_CPU = False
+
+
 def configure_tensorflow(seed: int, threads: int) -> None:
-    """One seed for Python, NumPy and TensorFlow, deterministic ops, and the rule's thread budget."""
+    """One seed for Python, NumPy and TensorFlow, deterministic ops, the rule's thread budget, and on a machine
+    without a GPU no graph optimizer (`GRAPPLER_ON_CPU`)."""
     import keras
     import tensorflow as tf
 
@@ -74,6 +82,8 @@ def configure_tensorflow(seed: int, threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # TensorFlow already ran in this process (a second call, in tests): keep its threads
         log.debug("TensorFlow is initialized; thread settings unchanged")
+    if not GRAPPLER_ON_CPU and not tf.config.list_physical_devices("GPU"):
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
