@@ -45,6 +45,14 @@ def test_envs_together_cover_pyproject():
     assert "tensorflow" in _env("train") and "tensorflow" not in _env("data") | _env("report")
 
 
+@pytest.mark.parametrize("name", ["data", "train", "report"])
+def test_an_env_that_reads_nifti_can_write_it(name):
+    """io.save_nifti, the one NIfTI writer (synthetic scans, preprocessed volumes, explanation and coefficient
+    maps), compresses with isal: an environment with nibabel needs it (report: the ROI baseline's map)."""
+    env = _env(name)
+    assert "nibabel" not in env or "isal" in env, f"envs/{name}.yaml has nibabel but not python-isal"
+
+
 def test_every_job_rule_names_a_conda_env():
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
         for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |^def |\Z)", smk.read_text(), re.S | re.M):
