@@ -47,8 +47,8 @@ def test_envs_together_cover_pyproject():
 
 @pytest.mark.parametrize("name", ["data", "train", "report"])
 def test_an_env_that_reads_nifti_can_write_it(name):
-    """io.save_nifti, the one NIfTI writer (synthetic scans, preprocessed volumes, explanation and coefficient
-    maps), compresses with isal: an environment with nibabel needs it (report: the ROI baseline's map)."""
+    """io.save_nifti writes every NIfTI output (synthetic scans, preprocessed volumes, explanation and coefficient
+    maps) and compresses with isal: an environment with nibabel needs it (report: the ROI baseline's map)."""
     env = _env(name)
     assert "nibabel" not in env or "isal" in env, f"envs/{name}.yaml has nibabel but not python-isal"
 
