@@ -116,9 +116,10 @@ def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_c
 
 
 @pytest.mark.parametrize("entry", ["module", "script"])
-def test_preprocess_command_does_not_import_pydicom(fdg_cohort, tmp_path, entry):
+def test_preprocess_command_does_not_import_pydicom_nor_http(fdg_cohort, tmp_path, entry):
     """The per-subject command as the rule starts it (`python -m adtransfer preprocess`; and the console script):
-    nibabel imports pydicom whenever it is installed (~0.2 s CPU per job) unless the command's entry hides it."""
+    nibabel imports pydicom whenever it is installed (~0.2 s CPU per job) unless the command's entry hides it, and
+    urllib.request with http.client, email and ssl (~0.03 s) unless the entry defers it."""
     scan = sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0]
     args = ["preprocess", "--input", scan, "--output", tmp_path / "out.nii.gz", "--modality", "fdg_pet"]
     args += ["--space", "mni", "--registration", "{}", "--subject", "s1", "--sidecar", tmp_path / "s.json"]
@@ -126,8 +127,24 @@ def test_preprocess_command_does_not_import_pydicom(fdg_cohort, tmp_path, entry)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert nib.load(tmp_path / "out.nii.gz").shape == (95, 95, 48)
     assert not {m for m in modules if m.startswith("pydicom.")}  # a refused import shows as a bare `pydicom` line
-    # the check can see pydicom: nibabel imports it in a plain interpreter of this environment
-    assert {m for m in run_importing(["-c", "import nibabel.nifti1"])[1] if m.startswith("pydicom.")}
+    assert not modules & {"http.client", "email.parser", "ssl"}
+    # the check can see both: nibabel imports them in a plain interpreter of this environment
+    plain = run_importing(["-c", "import nibabel.nifti1"])[1]
+    assert {m for m in plain if m.startswith("pydicom.")} and {"http.client", "email.parser", "ssl"} <= plain
+
+
+def test_the_deferred_urllib_request_works_when_used():
+    """The command's entry defers urllib.request (adtransfer.__main__): code that does use it, by either import
+    form, gets the whole module."""
+    code = (
+        "import sys; from adtransfer.__main__ import _defer_urllib_request; sys.modules['pydicom'] = None; "
+        "_defer_urllib_request(); import nibabel; assert 'http.client' not in sys.modules; "
+        "from urllib import request; assert 'http.client' not in sys.modules; "
+        "assert request.Request('http://example.org/x').host == 'example.org'; "
+        "import urllib.request, http.client; assert urllib.request.urlopen and urllib.request is request; print('ok')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 def test_preprocess_job_reads_a_scan_with_a_dicom_header_extension(fdg_cohort, tmp_path):
@@ -384,6 +401,28 @@ def test_steps_take_files_and_the_grid_not_folders_or_grid_pieces():
         assert not flags & {"--out-dir", "--model-dir", "--tables-dir"}, name
         if name in ("tables", "explanations", "explain-figure", "figure"):
             assert "--grid" in flags and not flags & {"--sizes", "--replicates", "--init"}, name
+
+
+def test_a_step_alone_parses_as_in_the_whole_parser():
+    """main builds only the invoked step's parser (build_parser(only=...)): each step's arguments must be the same
+    as in the whole parser, and a name that is not a step gets the whole parser (its error lists every step)."""
+    from adtransfer.cli import build_parser
+
+    def steps(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    def signature(sub):
+        kind = lambda a: getattr(a.type, "__qualname__", a.type)  # noqa: E731 (closures are made per parser)
+        return [(a.dest, tuple(a.option_strings), a.required, a.default, a.nargs, kind(a)) for a in sub._actions]
+
+    whole = steps(build_parser())
+    assert len(whole) > 10
+    for name, sub in whole.items():
+        alone = steps(build_parser(only=name))
+        assert list(alone) == [name]
+        assert signature(alone[name]) == signature(sub), name
+        assert alone[name].get_default("func") is sub.get_default("func")
+    assert list(steps(build_parser(only="prepocess"))) == list(whole)
 
 
 def test_a_grid_figure_without_the_grid_is_refused(tmp_path):
