@@ -133,18 +133,47 @@ def test_preprocess_command_does_not_import_pydicom_nor_http(fdg_cohort, tmp_pat
     assert {m for m in plain if m.startswith("pydicom.")} and {"http.client", "email.parser", "ssl"} <= plain
 
 
-def test_the_deferred_urllib_request_works_when_used():
-    """The command's entry defers urllib.request (adtransfer.__main__): code that does use it, by either import
-    form, gets the whole module."""
+@pytest.mark.parametrize(
+    "use",
+    [
+        "from urllib import request as m; m.Request",
+        "import urllib.request as m",
+        "from urllib.request import urlopen; import urllib; m = urllib.request",
+        "import importlib; m = importlib.import_module('urllib.request')",
+    ],
+)
+def test_the_deferred_urllib_request_works_when_used(use):
+    """The command's entry defers urllib.request (adtransfer.__main__): nibabel's import does not load it, and code
+    that uses it, by each import form, gets the whole module."""
     code = (
-        "import sys; from adtransfer.__main__ import _defer_urllib_request; sys.modules['pydicom'] = None; "
+        "import sys, types; from adtransfer.__main__ import _defer_urllib_request; sys.modules['pydicom'] = None; "
         "_defer_urllib_request(); import nibabel; assert 'http.client' not in sys.modules; "
-        "from urllib import request; assert 'http.client' not in sys.modules; "
-        "assert request.Request('http://example.org/x').host == 'example.org'; "
-        "import urllib.request, http.client; assert urllib.request.urlopen and urllib.request is request; print('ok')"
+        f"{use}; assert 'http.client' in sys.modules and type(m) is types.ModuleType; "
+        "assert m.Request('http://example.org/x').host == 'example.org' and callable(m.urlopen); print('ok')"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_main_builds_the_invoked_steps_parser_only(monkeypatch, capsys):
+    """main passes the step's name to build_parser (any other first word gets the whole parser, so a main that
+    passed nothing would still work, only slower: this checks what it passes)."""
+    from adtransfer import cli
+
+    asked = []
+    real = cli.build_parser
+
+    def recording(only=None):
+        asked.append(only)
+        return real(only)
+
+    monkeypatch.setattr(cli, "build_parser", recording)
+    monkeypatch.setattr(sys, "argv", ["adtransfer", "figure", "roc", "--role", "ecd", "--out", "x.png"])
+    assert cli.main() == 2  # refused: no --grid (as test_a_grid_figure_without_the_grid_is_refused)
+    assert asked == ["figure"]
+    with pytest.raises(SystemExit):
+        cli.main(["-h"])
+    assert asked[1:] == ["-h", None] and "predict-cohort" in capsys.readouterr().out  # then the whole parser
 
 
 def test_preprocess_job_reads_a_scan_with_a_dicom_header_extension(fdg_cohort, tmp_path):

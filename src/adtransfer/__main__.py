@@ -10,6 +10,8 @@ def _defer_urllib_request() -> None:
     a ~0.3 s per-subject job. The standard library's LazyLoader makes the module on first attribute access. It is
     also bound on the `urllib` package, because `from urllib import request` then takes it without touching it;
     an `import urllib.request` statement elsewhere loads it (the import system reads its __spec__), as it should.
+    Before Python 3.13, LazyLoader has no lock: the first use must not come from two threads at once. No step's
+    does (Keras loads it at import, in the main thread; nipype runs its nodes in the main thread).
     """
     import importlib.util
     import urllib

@@ -430,7 +430,8 @@ def _add_explanation_outputs(p: argparse.ArgumentParser, summary_help: str) -> N
 
 
 class _NotBuilt:
-    """Stands in for the parser of a step that is not the one invoked: its arguments are not built."""
+    """Stands in for the parser of a step that is not the one invoked: its arguments are not built. So a step's
+    block in build_parser may only call add_argument (and grid_args) on its parser."""
 
     def add_argument(self, *args, **kwargs) -> None:
         pass
