@@ -25,8 +25,9 @@ install: $(VENV)/.installed
 # ECD MMSE model, each waiting for the one before), and the explanation table, i.e. the explained models (config
 # explain.models) with their Grad-CAM and occlusion jobs (and the ROI baselines' maps, seconds each), with every job
 # they need; otherwise they queued behind independent jobs and the demo's last minutes ran on one core (measured:
-# the explained ECD model trained last, then its occlusion ran alone; 1243 s -> 1100 s). (Snakemake also makes the
-# files targets: here `all` needs them.)
+# the explained ECD model trained last, then its occlusion ran alone; 1243 s -> 1100 s, with Snakemake's ILP job
+# selector, before profiles/default set the greedy one). (Snakemake also makes the files targets: here `all` needs
+# them.)
 CHAIN := results/models/mmse/ecd_from_fdg/model.keras
 EXPLAINED := results/tables/explanations.tsv
 demo: install

@@ -236,6 +236,13 @@ def test_bad_table_stops_before_any_job(tmp_path):
 def test_workstation_profile_is_picked_up_and_caps_gpu_jobs(tmp_path):
     profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "config.yaml").read_text())
     assert profile["resources"] == {"gpu": 1}
+    # the greedy selector (the ILP is rebuilt over every ready job at each job's end), in both profiles; it ranks by
+    # priority as the ILP does, and the ILP's temp-file term has nothing to act on while no rule has temp() files
+    assert profile["scheduler"] == "greedy"
+    slurm = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert slurm["scheduler"] == "greedy"
+    sources = [ROOT / "Snakefile", *(ROOT / "workflow" / "rules").glob("*.smk")]
+    assert not [p for p in sources if re.search(r"\btemp(orary)?\s*\(", p.read_text())]
     proc = snakemake(tmp_path, ROOT / "config" / "config.yaml", "-n")
     assert re.search(r"Using workflow specific profile \S*profiles/default", proc.stderr + proc.stdout)
 
