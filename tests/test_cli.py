@@ -418,14 +418,17 @@ def test_library_output_on_fd2_goes_to_the_log_and_ours_to_the_console(tmp_path)
     assert "OUR-MESSAGE" in proc.stderr and "AFTER" in proc.stderr
 
 
+def _steps(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers of the command line's parser, by step name."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
 def test_steps_take_files_and_the_grid_not_folders_or_grid_pieces():
     """Every step is given the files it writes (no --out-dir, --model-dir, --tables-dir) and the steps that read
     the model grid take it whole (--grid: catalog.grid_spec), not --sizes/--replicates/--init."""
     from adtransfer.cli import build_parser
 
-    parser = build_parser()
-    steps = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    for name, sub in steps.items():
+    for name, sub in _steps(build_parser()).items():
         flags = {flag for action in sub._actions for flag in action.option_strings}
         assert not flags & {"--out-dir", "--model-dir", "--tables-dir"}, name
         if name in ("tables", "explanations", "explain-figure", "figure"):
@@ -437,21 +440,20 @@ def test_a_step_alone_parses_as_in_the_whole_parser():
     as in the whole parser, and a name that is not a step gets the whole parser (its error lists every step)."""
     from adtransfer.cli import build_parser
 
-    def steps(parser):
-        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    def kind(action):  # `type` closures such as _triple's are made per parser: compare them by name
+        return getattr(action.type, "__qualname__", action.type)
 
     def signature(sub):
-        kind = lambda a: getattr(a.type, "__qualname__", a.type)  # noqa: E731 (closures are made per parser)
         return [(a.dest, tuple(a.option_strings), a.required, a.default, a.nargs, kind(a)) for a in sub._actions]
 
-    whole = steps(build_parser())
+    whole = _steps(build_parser())
     assert len(whole) > 10
     for name, sub in whole.items():
-        alone = steps(build_parser(only=name))
+        alone = _steps(build_parser(only=name))
         assert list(alone) == [name]
         assert signature(alone[name]) == signature(sub), name
         assert alone[name].get_default("func") is sub.get_default("func")
-    assert list(steps(build_parser(only="prepocess"))) == list(whole)
+    assert list(_steps(build_parser(only="prepocess"))) == list(whole)
 
 
 def test_a_grid_figure_without_the_grid_is_refused(tmp_path):
