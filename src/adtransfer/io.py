@@ -56,7 +56,7 @@ def load_volume(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
     if min(shape) < 2:
         raise InputError(f"{where}: image of shape {img.shape} is not a 3D volume (a dimension of size 1)")
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+        data = np.asarray(data_in_memory(img, path).dataobj, dtype=np.float32).reshape(shape)
     except Exception as exc:  # truncated gzip, short file, ...
         raise InputError(
             f"{where}: cannot read image data, file truncated or corrupt ({type(exc).__name__}: {_one_line(exc)})"
@@ -68,6 +68,30 @@ def load_volume(path: str | os.PathLike, who: str = "") -> nib.Nifti1Image:
     out = nib.Nifti1Image(data, affine)
     out.header.set_xyzt_units("mm")
     return out
+
+
+def read_nifti(path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
+    """`nib.load`, then `data_in_memory`: for files written by this package or already checked by `load_volume`
+    (templates, preprocessed volumes); a scan from a user goes through `load_volume`."""
+    import nibabel as nib
+
+    return data_in_memory(nib.load(str(path)), path)
+
+
+def data_in_memory(img: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
+    """`img` (as `nib.load(path)` returned it: the header read, the data not yet) with a .nii.gz file's data
+    decompressed in one call by ISA-L, instead of through GzipFile's 8 KiB reads: a 91x109x91 float32 scan reads in
+    ~7 ms instead of ~13 (`bench/read_nifti.py`). The workflow reads each scan twice (validation, then its
+    preprocessing job) and each preprocessed volume once (the cache). The same header and voxels: nibabel parses
+    the decompressed bytes as it parses the file (`from_bytes`); other formats are returned as they are."""
+    import nibabel as nib
+
+    if not (str(path).lower().endswith(".nii.gz") and isinstance(img, nib.Nifti1Image)):  # Nifti2Image included
+        return img
+    from isal import igzip
+
+    with open(path, "rb") as fh:
+        return type(img).from_bytes(igzip.decompress(fh.read()))
 
 
 def _one_line(exc: Exception) -> str:

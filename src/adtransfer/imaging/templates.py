@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from adtransfer.imaging.grid import Grid
+from adtransfer.io import read_nifti
 
 # The SPM 2 mm MNI grid every template file is on (RAS+).
 MNI_2MM = Grid(shape=(91, 109, 91), voxel_mm=2.0, origin_mm=(-90.0, -126.0, -72.0))
@@ -60,7 +60,7 @@ class Templates:
         path = self.directory / name
         if not path.exists():
             raise FileNotFoundError(f"template file {path} is missing; run resources/build_resources.py")
-        img = nib.load(str(path))
+        img = read_nifti(path)
         if not self.grid.matches(img.shape, img.affine):
             raise ValueError(f"{path} is not on the template grid {self.grid}")
         return np.asanyarray(img.dataobj)

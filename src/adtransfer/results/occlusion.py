@@ -33,7 +33,7 @@ import pandas as pd
 from adtransfer.errors import InputError
 from adtransfer.imaging.grid import Grid, uncrop
 from adtransfer.imaging.mosaic import N_SETS, TILES, make_mosaics, resize_tile, slice_image
-from adtransfer.io import atomic_output, write_text
+from adtransfer.io import atomic_output, read_nifti, write_text
 
 if TYPE_CHECKING:
     from adtransfer.learning.predict import TrainedModel
@@ -164,7 +164,7 @@ def load_volume(preproc_dir: Path, sid: str, sha256: dict[str, str], shape: tupl
     nii, sidecar = preproc_dir / f"{sid}.nii.gz", preproc_dir / f"{sid}.json"
     try:
         meta = json.loads(sidecar.read_text())
-        img = nib.load(str(nii))
+        img = read_nifti(nii)
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{nii}: cannot read the preprocessed volume of subject {sid} ({exc})") from None
     if meta.get("input_sha256") != sha256[sid]:

@@ -20,7 +20,7 @@ import pandas as pd
 from adtransfer import layout
 from adtransfer.catalog import Model, comparisons, explained_from_spec, grid_from_spec, matching_baseline
 from adtransfer.errors import InputError
-from adtransfer.io import atomic_output, write_text
+from adtransfer.io import atomic_output, read_nifti, write_text
 from adtransfer.results import figures
 from adtransfer.results.evaluate import (
     delong_test,
@@ -790,7 +790,6 @@ def explanation_table(res: Results) -> pd.DataFrame:
 def explanation_figure(res: Results, model: str, cache: str | os.PathLike, path: str | os.PathLike, dpi=120) -> None:
     """Grad-CAM (mean AD map), region occlusion and the matching ROI baseline's coefficients of one model, side
     by side on the grey-matter template, each map in the direction of AD and scaled to its own maximum."""
-    import nibabel as nib
 
     from adtransfer.imaging.cache import crop_grid_of
     from adtransfer.imaging.grid import crop
@@ -802,7 +801,7 @@ def explanation_figure(res: Results, model: str, cache: str | os.PathLike, path:
         crop_grid = crop_grid_of(dict(h5.attrs))
 
     def volume(path: Path) -> np.ndarray:
-        return crop(np.asarray(nib.load(str(path)).dataobj, np.float32), MNI_2MM, crop_grid)
+        return crop(np.asarray(read_nifti(path).dataobj, np.float32), MNI_2MM, crop_grid)
 
     def explained(name: str, file: str) -> Path:
         return res.path(layout.explain, name, file)
