@@ -102,13 +102,14 @@ def test_validate_main_does_not_import_tensorflow(tmp_path):
 def test_preprocess_job_imports_neither_pandas_nor_plotting_nor_tensorflow(fdg_cohort, tmp_path):
     """One preprocessing job per subject, as the workflow's rule runs it (MNI space, both QC images, sidecar):
     every import it does not need is paid once per scan. nipype, scipy.ndimage and pydicom (which nibabel imports
-    unless hidden) included: an MNI-space scan runs the steps as plain functions."""
+    unless hidden) included: an MNI-space scan runs the steps as plain functions; numpy.ma (np.median's and
+    interpolated percentiles' import) too."""
     scan = sorted((fdg_cohort / "scans").glob("*.nii.gz"))[0]
     args = ["preprocess", "--input", str(scan), "--output", str(tmp_path / "out.nii.gz"), "--modality", "fdg"]
     args += ["--qc", str(tmp_path / "qc.png"), "--sidecar", str(tmp_path / "out.json")]
     args += ["--registration-qc", str(tmp_path / "reg.png"), "--space", "mni", "--registration", "{}"]
     heavy = {"pandas", "matplotlib", "sklearn", "tensorflow", "nipype", "networkx", "traits", "scipy.ndimage"}
-    heavy |= {"yaml", "jsonschema", "h5py", "SimpleITK"}
+    heavy |= {"yaml", "jsonschema", "h5py", "SimpleITK", "numpy.ma"}
     proc = run_steps_without([args], heavy)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "out.json").read_text())["roi_means"]

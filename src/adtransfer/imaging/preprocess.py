@@ -142,7 +142,18 @@ def background_level(data: np.ndarray, margin_voxels: int = 4) -> float:
     """The normalized intensity of the scan's background: the median outside the MNI brain mask dilated by
     `margin_voxels` (scalp and skull stay out). FDG: about 0; ECD (z-scored): about -mean/SD, e.g. -5."""
     outside = ~dilate(load_templates().brain_mask, margin_voxels)
-    return float(np.median(data[outside])) if outside.any() else 0.0
+    return median(data[outside]) if outside.any() else 0.0
+
+
+def median(values: np.ndarray) -> float:
+    """np.median of finite values, computed as np.median computes it (np.partition, then the middle value or the
+    mean of the middle two, in the values' dtype), without calling it: on its way numpy 2 imports numpy.ma (for
+    np.unique's masked-array check), ~8 ms of a ~0.3 s preprocessing job. A test holds it to np.median."""
+    values = np.ravel(values)
+    k = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, k)[k])
+    return float(np.partition(values, [k - 1, k])[k - 1 : k + 1].mean())
 
 
 def crop_to_box(data: np.ndarray, box: Grid) -> np.ndarray:

@@ -17,8 +17,8 @@ def _regions_in(grid: Grid) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """AAL3 labels on `grid` (a crop of the MNI grid) and the (index, name) of regions keeping >= 10 voxels there."""
     t = load_templates()
     labels = crop(t.atlas, t.grid, grid)
-    idx, counts = np.unique(labels[labels > 0], return_counts=True)
-    keep = set(idx[counts >= 10].tolist())
+    counts = np.bincount(labels.reshape(-1))  # voxels per label (labels are >= 0); no sort, unlike np.unique
+    keep = set(np.flatnonzero(counts >= 10).tolist()) - {0}
     return labels, [(i, name) for i, name in t.labels.items() if i in keep]
 
 
