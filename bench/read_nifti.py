@@ -1,5 +1,5 @@
-"""Benchmark: reading a .nii.gz scan, nibabel's own route against adtransfer.io.read_nifti. Prints figures; asserts
-nothing.
+"""Benchmark: reading a .nii.gz scan, nibabel's own route against adtransfer.io.read_nifti. Prints figures; checks
+only that both routes read the same voxels.
 
 nibabel reads a .nii.gz through GzipFile, in 8 KiB pieces; read_nifti decompresses the whole file in one call with
 ISA-L and lets nibabel parse the bytes. The workflow reads each scan twice (validation, its preprocessing job) and

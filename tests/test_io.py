@@ -7,6 +7,8 @@ import hashlib
 import io
 import os
 import stat
+import struct
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -159,29 +161,56 @@ def test_truncated_file(tmp_path, name):
     assert "subject sub-03" in msg
 
 
-def test_corrupt_byte_in_the_compressed_data(tmp_path):
-    """A .nii.gz whose deflate stream has one byte changed fails gzip's CRC check: reading only up to the voxels it
-    needs (as nibabel's GzipFile does) would return wrong voxels without a word."""
-    path = write_volume(tmp_path / "flip.nii.gz", random_volume())
-    blob = bytearray(path.read_bytes())
-    blob[len(blob) // 2] ^= 0xFF
-    path.write_bytes(bytes(blob))
+def test_voxels_that_do_not_match_the_gzip_crc(tmp_path):
+    """A .nii.gz whose deflate data are valid but whose voxels are not those its CRC was computed from (a changed
+    byte, as a damaged disk or transfer leaves it) fails gzip's CRC check. nibabel's own route reads only up to
+    the voxels it needs and, for a volume this size, returned the changed voxels without a word."""
+    path = write_volume(tmp_path / "changed.nii.gz", random_volume((40, 40, 40)))
+    raw = gzip.decompress(path.read_bytes())
+    changed = bytearray(raw)
+    changed[400] ^= 0xFF  # the lowest byte of voxel 12: a small change, still finite
+    blob = gzip.compress(bytes(changed), mtime=0)
+    path.write_bytes(blob[:-8] + struct.pack("<II", zlib.crc32(raw), len(raw)))
     msg = load_error(path, who="subject sub-04")
     assert "corrupt" in msg
+    assert "CRC" in msg
     assert "subject sub-04" in msg
+
+
+@pytest.mark.parametrize("how", ["zero padding", "a second member"])
+def test_gzip_stream_endings_that_gzip_accepts(tmp_path, how):
+    """What gzip.decompress reads, a scan is read from: zero padding after the stream, a file of two members."""
+    data = random_volume()
+    path = write_volume(tmp_path / "scan.nii.gz", data)
+    raw = gzip.decompress(path.read_bytes())
+    blob = gzip.compress(raw[:500]) + gzip.compress(raw[500:]) if how == "a second member" else path.read_bytes()
+    path.write_bytes(blob + b"\0" * 64 if how == "zero padding" else blob)
+    np.testing.assert_array_equal(np.asarray(load_volume(path).dataobj), data)
+
+
+@pytest.mark.parametrize("how", ["garbage after the stream", "no trailer"])
+def test_gzip_stream_endings_that_are_corrupt(tmp_path, how):
+    """Bytes after the gzip stream that are not gzip, or a stream without its CRC and length: the file is damaged,
+    even though the voxels may all be there."""
+    path = write_volume(tmp_path / "scan.nii.gz", random_volume())
+    blob = path.read_bytes()
+    path.write_bytes(blob + b"garbage!" if how == "garbage after the stream" else blob[:-8])
+    assert "corrupt" in load_error(path, who="subject sub-05")
 
 
 @pytest.mark.parametrize("name", ["scan.nii.gz", "scan.nii"])
 @pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
 def test_read_nifti_gives_what_nib_load_gives(tmp_path, name, klass):
     """The in-memory read of a .nii.gz (ISA-L, one call) against nibabel's own: the same class, header bytes, affine
-    and voxels, scaling included."""
+    and voxels, scaling included; a .nii is nibabel's image as it is."""
     data = np.random.default_rng(1).integers(-300, 3000, SHAPE).astype(np.int16)
     img = klass(data, np.diag([-2.0, 2.5, 3.0, 1.0]))
     img.header.set_slope_inter(0.5, 10.0)
     path = tmp_path / name
     nib.save(img, str(path))
     ours, theirs = read_nifti(path), nib.load(str(path))
+    # the route taken: an image parsed from bytes has no file name
+    assert ours.get_filename() == (None if name.endswith(".gz") else str(path))
     assert type(ours) is type(theirs)
     assert ours.header.binaryblock == theirs.header.binaryblock
     np.testing.assert_array_equal(ours.affine, theirs.affine)

@@ -202,6 +202,21 @@ def test_missing_preprocessed_file_raises(prepared, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_damaged_preprocessed_file_is_named(prepared, tmp_path, workers):
+    """A preprocessed volume cut short (a disk filled up, a copy interrupted): one message naming the file, from
+    the worker processes too, and no cache."""
+    table, pre = _copy_inputs(prepared, tmp_path)
+    nii = pre / f"{prepared['df']['subject_id'].iat[1]}.nii.gz"
+    nii.write_bytes(nii.read_bytes()[:-100])
+    out = tmp_path / "fdg.h5"
+    with pytest.raises(InputError) as info:
+        build_cache(table, pre, out, SIZE, "fdg_pet", "fdg", workers=workers)
+    assert str(nii) in str(info.value)
+    assert "cannot read the preprocessed volume" in str(info.value)
+    assert not out.exists()
+
+
 def test_unknown_values_become_nan_and_empty(prepared, tmp_path):
     df = pd.read_csv(prepared["table"], sep="\t", dtype=str, keep_default_na=False)
     df.loc[1, "mmse"] = ""

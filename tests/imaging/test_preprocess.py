@@ -455,6 +455,10 @@ def test_numpy_dilate_and_erode_equal_scipy(brain):
         assert np.array_equal(erode(mask), ndimage.binary_erosion(mask))
 
 
+def _bits(x: float) -> bytes:
+    return np.float64(x).tobytes()  # == takes -0.0 for 0.0; the crop's fill is written to the file
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 10, 100_001, 300_000])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
 def test_median_is_np_median_to_the_bit(n, dtype):
@@ -464,5 +468,11 @@ def test_median_is_np_median_to_the_bit(n, dtype):
     values = (rng.normal(-3.0, 2.0, n) * 1000).astype(dtype)
     values[: n // 3] = values[0]  # a run of equal values, as a background
     rng.shuffle(values)
-    assert median(values) == float(np.median(values))
-    assert median(values.reshape(1, -1)) == float(np.median(values))
+    assert _bits(median(values)) == _bits(np.median(values))
+    assert _bits(median(values.reshape(1, -1))) == _bits(np.median(values))
+
+
+@pytest.mark.parametrize("values", [[-0.0, 1.0, -0.0], [-0.0], [-0.0, -0.0], [-1.0, -0.0, 0.0, 2.0], [0.0, -0.0, 3.0]])
+def test_median_signed_zeros_as_np_median(values):
+    values = np.array(values, np.float32)
+    assert _bits(median(values)) == _bits(np.median(values))

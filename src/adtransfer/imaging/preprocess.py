@@ -151,8 +151,8 @@ def median(values: np.ndarray) -> float:
     np.unique's masked-array check), ~8 ms of a ~0.3 s preprocessing job. A test holds it to np.median."""
     values = np.ravel(values)
     k = values.size // 2
-    if values.size % 2:
-        return float(np.partition(values, k)[k])
+    if values.size % 2:  # the mean of one value, as np.median takes it: -0.0 comes out as 0.0
+        return float(np.partition(values, k)[k : k + 1].mean())
     return float(np.partition(values, [k - 1, k])[k - 1 : k + 1].mean())
 
 

@@ -165,13 +165,16 @@ def load_volume(preproc_dir: Path, sid: str, sha256: dict[str, str], shape: tupl
     try:
         meta = json.loads(sidecar.read_text())
         img = read_nifti(nii)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{nii}: cannot read the preprocessed volume of subject {sid} ({exc})") from None
+        data = np.asarray(img.dataobj, np.float32)
+    except Exception as exc:  # missing, truncated, corrupt: nibabel and gzip raise many types
+        raise InputError(
+            f"{nii}: cannot read the preprocessed volume of subject {sid} ({type(exc).__name__}: {exc})"
+        ) from None
     if meta.get("input_sha256") != sha256[sid]:
         raise InputError(f"{nii}: preprocessed from another scan than the cache's (sha256); rebuild the cache")
     if tuple(img.shape) != tuple(shape):
         raise InputError(f"{nii}: shape {img.shape}, the cache's crop is {tuple(shape)}")
-    return np.asarray(img.dataobj, np.float32)
+    return data
 
 
 def select_subjects(member: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

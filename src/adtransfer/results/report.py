@@ -790,7 +790,6 @@ def explanation_table(res: Results) -> pd.DataFrame:
 def explanation_figure(res: Results, model: str, cache: str | os.PathLike, path: str | os.PathLike, dpi=120) -> None:
     """Grad-CAM (mean AD map), region occlusion and the matching ROI baseline's coefficients of one model, side
     by side on the grey-matter template, each map in the direction of AD and scaled to its own maximum."""
-
     from adtransfer.imaging.cache import crop_grid_of
     from adtransfer.imaging.grid import crop
     from adtransfer.imaging.templates import MNI_2MM, load_templates
