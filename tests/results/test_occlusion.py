@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
+import nibabel as nib
 import numpy as np
 import pytest
 
+from adtransfer.errors import InputError
 from adtransfer.imaging.grid import crop
 from adtransfer.imaging.mosaic import make_mosaics
 from adtransfer.imaging.templates import MNI_2MM, load_templates
-from adtransfer.results.occlusion import occlude_regions, ranked_table, region_inventory, region_map
+from adtransfer.io import save_nifti
+from adtransfer.results.occlusion import load_volume, occlude_regions, ranked_table, region_inventory, region_map
 
 SIZE = 76
 
@@ -114,3 +119,21 @@ def test_the_nc_reference_holds_training_subjects_only():
     assert reference.tolist() == [True, False, False, False, False, False, False]
     assert test.tolist() == [False, False, False, False, True, False, False]
     assert select_subjects(member, labels, ["AD", "NC"])[1].tolist() == [False, False, False, True, True, False, False]
+
+
+@pytest.mark.parametrize("damage", ["sidecar missing", "volume cut short"])
+def test_an_unreadable_preprocessed_subject_is_named(tmp_path, damage):
+    """Occlusion rebuilds each subject's mosaics from its preprocessed files: one that cannot be read ends as one
+    InputError naming that file, not a library's traceback."""
+    nii, sidecar = tmp_path / "s1.nii.gz", tmp_path / "s1.json"
+    save_nifti(nib.Nifti1Image(np.ones((6, 7, 5), np.float32), np.eye(4)), nii)
+    sidecar.write_text(json.dumps({"input_sha256": "ab"}))
+    np.testing.assert_array_equal(load_volume(tmp_path, "s1", {"s1": "ab"}, (6, 7, 5)), np.ones((6, 7, 5)))
+    if damage == "sidecar missing":
+        sidecar.unlink()
+    else:
+        nii.write_bytes(nii.read_bytes()[:-20])
+    with pytest.raises(InputError) as info:
+        load_volume(tmp_path, "s1", {"s1": "ab"}, (6, 7, 5))
+    assert str(sidecar if damage == "sidecar missing" else nii) in str(info.value)
+    assert len(str(info.value).splitlines()) == 1

@@ -49,17 +49,22 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _load_subject(args: tuple[str, str, int]) -> tuple[np.ndarray, dict]:
-    nii, sidecar, size = args
+def read_preprocessed(nii: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A preprocessed volume (float32) and its affine; a file that cannot be read is one InputError naming it."""
     try:
         img = read_nifti(nii)
-        volume = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as exc:  # truncated or corrupt: nibabel and gzip raise many types
+        return np.asarray(img.dataobj, dtype=np.float32), img.affine
+    except Exception as exc:  # missing, truncated, corrupt: nibabel and gzip raise many types
         raise InputError(
             f"{nii}: cannot read the preprocessed volume ({type(exc).__name__}: {exc}); delete it and rerun"
         ) from None
+
+
+def _load_subject(args: tuple[str, str, int]) -> tuple[np.ndarray, dict]:
+    nii, sidecar, size = args
+    volume, affine = read_preprocessed(nii)
     meta = json.loads(Path(sidecar).read_text())
-    return make_mosaics(volume, size), {"affine": img.affine, **meta}
+    return make_mosaics(volume, size), {"affine": affine, **meta}
 
 
 def build_cache(

@@ -31,9 +31,10 @@ import numpy as np
 import pandas as pd
 
 from adtransfer.errors import InputError
+from adtransfer.imaging.cache import read_preprocessed
 from adtransfer.imaging.grid import Grid, uncrop
 from adtransfer.imaging.mosaic import N_SETS, TILES, make_mosaics, resize_tile, slice_image
-from adtransfer.io import atomic_output, read_nifti, write_text
+from adtransfer.io import atomic_output, write_text
 
 if TYPE_CHECKING:
     from adtransfer.learning.predict import TrainedModel
@@ -164,16 +165,13 @@ def load_volume(preproc_dir: Path, sid: str, sha256: dict[str, str], shape: tupl
     nii, sidecar = preproc_dir / f"{sid}.nii.gz", preproc_dir / f"{sid}.json"
     try:
         meta = json.loads(sidecar.read_text())
-        img = read_nifti(nii)
-        data = np.asarray(img.dataobj, np.float32)
-    except Exception as exc:  # missing, truncated, corrupt: nibabel and gzip raise many types
-        raise InputError(
-            f"{nii}: cannot read the preprocessed volume of subject {sid} ({type(exc).__name__}: {exc})"
-        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{sidecar}: cannot read the sidecar of subject {sid} ({exc})") from None
+    data, _ = read_preprocessed(nii)
     if meta.get("input_sha256") != sha256[sid]:
         raise InputError(f"{nii}: preprocessed from another scan than the cache's (sha256); rebuild the cache")
-    if tuple(img.shape) != tuple(shape):
-        raise InputError(f"{nii}: shape {img.shape}, the cache's crop is {tuple(shape)}")
+    if tuple(data.shape) != tuple(shape):
+        raise InputError(f"{nii}: shape {data.shape}, the cache's crop is {tuple(shape)}")
     return data
 
 
